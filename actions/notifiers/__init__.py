@@ -1,0 +1,29 @@
+"""Notifiers: where incident events go. One module per type, registered here and nowhere else.
+
+Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+from actions.notifiers.file import FileNotifier
+from actions.notifiers.webhook import WebhookNotifier
+
+__all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
+
+NOTIFIER_TYPES: dict[str, type[Notifier]] = {
+    WebhookNotifier.type: WebhookNotifier,
+    FileNotifier.type: FileNotifier,
+}
+
+
+def build_notifier(config: Any, http: HttpSessionFactory) -> Notifier:
+    """The notifier for one ``notifiers:`` entry of the config."""
+    try:
+        cls = NOTIFIER_TYPES[config.type]
+    except KeyError:
+        known = ", ".join(sorted(NOTIFIER_TYPES))
+        raise ValueError(f"notifier {config.name!r}: unknown type {config.type!r} (known: {known})") from None
+    return cls(config, http)

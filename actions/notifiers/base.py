@@ -1,0 +1,65 @@
+"""The one interface every notifier implements, and the outcome of one delivery attempt.
+
+The outbox owns durability: it stores each event, decides when to try again and in what
+order, and gives up after ``give_up_after``. A notifier makes exactly one attempt per
+``send()`` and says what happened, in three words the outbox acts on: ``delivered``,
+``retry`` (a transient failure: try again later), ``dead`` (retrying cannot help). So a
+notifier never retries, never sleeps and never raises; it knows nothing of checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aiohttp
+
+DeliveryOutcome = Literal["delivered", "retry", "dead"]
+HttpSessionFactory = Callable[[], "aiohttp.ClientSession"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one attempt to deliver one event came to."""
+
+    outcome: DeliveryOutcome
+    detail: str  # short and free of secrets: "HTTP 200", "connection refused", "timed out after 10s"
+    status: int | None = None  # the HTTP status, when there was a response
+    retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After)
+
+
+class Notifier:
+    """Base of every notifier. Subclasses set ``type`` and implement ``send``."""
+
+    type: ClassVar[str]
+
+    def __init__(self, config: Any, http: HttpSessionFactory) -> None:
+        # ``http`` is a factory, not a session: the caller creates the shared session lazily,
+        # so a file-only set-up never builds an HTTP client.
+        self.config = config
+        self._http = http
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def send(self, event_id: str, body: bytes) -> Delivery:
+        """Make one attempt to deliver ``body`` (the rendered JSON payload).
+
+        Must not raise, except ``asyncio.CancelledError``: every failure is a ``Delivery``.
+        """
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what the notifier holds itself (the shared HTTP session is not its own)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def fmt_seconds(seconds: float) -> str:
+    """A duration as people write it in details: ``300ms``, ``10s``, ``1.5s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:g}s"

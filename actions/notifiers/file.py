@@ -1,0 +1,68 @@
+"""Append events to a local JSON Lines file.
+
+For hosts without a receiver, for audits, and for piping into tools that tail a file. One
+event is one compact line, so ``tail -f``, ``jq`` and log shippers read it as-is. The file
+is opened for each write, so log rotation (move and recreate) needs no signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, ClassVar
+
+from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+
+# Evidence carries container logs and response bodies: not for every local user to read.
+_FILE_MODE = 0o640
+
+
+class FileNotifier(Notifier):
+    """Append each event as one JSON line to ``config.path``."""
+
+    type: ClassVar[str] = "file"
+
+    def __init__(self, config: Any, http: HttpSessionFactory) -> None:
+        super().__init__(config, http)
+        self._path = str(config.path)
+        # Writes happen in worker threads; the lock keeps two sends from interleaving a line.
+        self._lock = asyncio.Lock()
+
+    async def send(self, event_id: str, body: bytes) -> Delivery:
+        try:
+            line = _json_line(body)
+        except ValueError as exc:  # the same body would fail the same way on every retry
+            return Delivery("dead", f"body is not JSON: {exc}")
+        try:
+            async with self._lock:
+                await asyncio.to_thread(_append, self._path, line)
+        except OSError as exc:
+            return Delivery("retry", f"cannot write {self._path}: {exc.strerror or type(exc).__name__}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the outbox needs a verdict, never an exception
+            return Delivery("retry", f"unexpected error: {type(exc).__name__}: {exc}"[:240])
+        return Delivery("delivered", f"appended {len(line)} bytes to {self._path}")
+
+
+def _json_line(body: bytes) -> bytes:
+    # Re-encoded rather than trusted: a pretty-printed body would otherwise span lines.
+    event = json.loads(body)
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _append(path: str, line: bytes) -> None:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        view = memoryview(line)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        # "delivered" lets the outbox forget the event, so the line must survive a crash.
+        os.fsync(fd)
+    finally:
+        os.close(fd)

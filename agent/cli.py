@@ -1,0 +1,114 @@
+"""The ``lifeguard`` command: run, check-config, once, gen-secret.
+
+Exit codes: 0 fine; 1 a check failed (``once``); 2 the config is invalid (every error printed
+with its path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from agent import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.config import Config
+
+EXIT_OK, EXIT_FAILING, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override agent.log_level"
+    )
+    with_config = argparse.ArgumentParser(add_help=False, parents=[common])
+    with_config.add_argument(
+        "-c", "--config", help="config file (default: ./config.yaml, then /etc/lifeguard/config.yaml)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="lifeguard", description="Monitoring agent with self-healing and alerting.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"lifeguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[with_config], help="run the agent (the daemon)")
+    run.add_argument("--no-heal", action="store_true", help="dry run every heal: record, never restart")
+    sub.add_parser("check-config", parents=[with_config], help="validate the config and exit")
+    sub.add_parser("once", parents=[with_config], help="run every check once, print a table")
+    sub.add_parser("gen-secret", parents=[common], help="print a new whsec_ webhook secret")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "gen-secret":
+        from agent.signing import generate_secret
+
+        print(generate_secret())
+        return EXIT_OK
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(f"ok: {config.summary()}")
+        return EXIT_OK
+    level = args.log_level or config.agent.log_level
+    from agent import logging as lg
+    from agent.daemon import config_secrets
+
+    if args.command == "once":
+        lg.configure(level if args.log_level else "warning", stream=sys.stderr, secrets=config_secrets(config))
+        return asyncio.run(_once(config))
+    lg.configure(level, secrets=config_secrets(config))
+    from agent.daemon import Daemon
+
+    return asyncio.run(Daemon(config, heal=False if args.no_heal else None).run())
+
+
+def _load(path: str | None) -> Config | None:
+    from agent.config import ConfigError, find_config, load_config
+
+    try:
+        return load_config(find_config(path))
+    except ConfigError as exc:
+        print(f"lifeguard: invalid config ({len(exc.errors)} error{'s' * (len(exc.errors) != 1)}):", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+
+
+async def _once(config: Config) -> int:
+    from agent.daemon import needs_docker
+    from checks import CheckContext, build_check
+
+    docker = None
+    if needs_docker(config):
+        from agent.dockerclient import DockerEngine
+
+        docker = DockerEngine(config.docker.url, timeout=config.docker.timeout)
+    context = CheckContext(docker=docker)
+    try:
+        checks = [build_check(c, context) for c in config.checks]
+        results = await asyncio.gather(*(c.run() for c in checks))
+    finally:
+        await context.close()
+        if docker is not None:
+            await docker.close()
+    rows = [("CHECK", "TYPE", "TARGET", "STATUS", "LATENCY", "MESSAGE")]
+    for check, r in zip(checks, results):
+        rows.append(
+            (check.name, check.config.type, check.target, "ok" if r.ok else "FAILING",
+             f"{r.latency * 1000:.0f}ms", r.message)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5])
+    failing = sum(not r.ok for r in results)
+    print(f"\n{len(results) - failing} passing, {failing} failing")
+    return EXIT_FAILING if failing else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Pure builders of what leaves the agent: incident snapshots and ``lifeguard.incident/v1`` events.
+
+The schema is the contract with webhook receivers (``agent/schemas/incident-v1.schema.json``);
+these functions are the only place its shape is written, and they do no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.incidents import sev_label
+
+SCHEMA = "lifeguard.incident/v1"
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds and ``Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The list form of an incident (API ``/api/incidents``)."""
+    return {
+        "id": row["id"],
+        "check": row["check_name"],
+        "check_type": row["check_type"],
+        "status": row["status"],
+        "severity": row["severity"],
+        "sev": sev_label(row["severity"]),
+        "title": row["title"],
+        "opened_at": iso(row["opened_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+    }
+
+
+def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """The incident as it is now, as events and the API carry it."""
+    state = row["state"]
+    if isinstance(state, str):
+        state = json.loads(state)
+    heal = None
+    if row.get("max_restarts") is not None:
+        heal = {
+            "restarts": state.get("restarts", 0),
+            "max_restarts": row["max_restarts"],
+            "last_result": state.get("last_heal"),
+        }
+    return {
+        "id": row["id"],
+        "check": row["check_name"],
+        "check_type": row["check_type"],
+        "target": row["target"],
+        "container": row["container"],
+        "status": row["status"],
+        "severity": row["severity"],
+        "sev": sev_label(row["severity"]),
+        "title": row["title"],
+        "opened_at": iso(row["opened_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+        "resolve_reason": row["resolve_reason"],
+        "heal": heal,
+        "timeline": [
+            {"at": iso(t["at"]), "kind": t["kind"], "message": t["message"]} for t in timeline
+        ],
+    }
+
+
+def build_event(
+    *,
+    event: str,
+    event_id: str,
+    sequence: int,
+    occurred_at: float,
+    agent: dict[str, str],
+    incident: dict[str, Any],
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """An event without evidence; evidence is attached at first delivery (``render_body``)."""
+    return {
+        "schema": SCHEMA,
+        "event_id": event_id,
+        "event": event,
+        "sequence": sequence,
+        "occurred_at": iso(occurred_at),
+        "agent": dict(agent),
+        "reason": reason,
+        "incident": incident,
+    }
+
+
+def empty_evidence() -> dict[str, Any]:
+    return {
+        "phase": None,
+        "collected_at": None,
+        "checks": [],
+        "response": None,
+        "container": None,
+        "host": None,
+    }
+
+
+def render_body(event: dict[str, Any], bundle: dict[str, Any] | None, evidence_url: str) -> bytes:
+    """The bytes sent to every notifier: the event plus the latest evidence bundle."""
+    evidence = dict(empty_evidence())
+    if bundle:
+        evidence.update({k: bundle.get(k) for k in evidence})
+    evidence["url"] = evidence_url
+    return json.dumps(dict(event, evidence=evidence), separators=(",", ":")).encode()
+
+
+def latest_bundle(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    return evidence.get("resolved") or evidence.get("opened")

@@ -1,0 +1,76 @@
+"""Runs every check on its own interval, on a monotonic schedule that does not drift.
+
+Each check has its own task: a random start offset spreads the load, then runs happen at
+``start + k * interval``; a run that overran its slot skips the missed slots rather than
+bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
+timeout, so a hanging target occupies one slot of one check, never another check's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+import structlog
+
+from checks.base import Check, CheckResult
+
+log = structlog.get_logger("lifeguard.scheduler")
+
+
+def next_slot(start: float, interval: float, now: float) -> float:
+    """The first slot ``start + k*interval`` strictly after ``now`` (k >= 1)."""
+    k = max(1, int((now - start) // interval) + 1)
+    return start + k * interval
+
+
+class Scheduler:
+    def __init__(
+        self,
+        checks: Iterable[Check],
+        on_result: Callable[[CheckResult], Awaitable[None]],
+        *,
+        max_concurrent: int = 100,
+        jitter: bool = True,
+    ) -> None:
+        self.checks = list(checks)
+        self.on_result = on_result
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._jitter = jitter
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.running = 0
+
+    def start(self) -> None:
+        for check in self.checks:
+            self._tasks[check.name] = asyncio.create_task(self._loop(check), name=f"check:{check.name}")
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def _loop(self, check: Check) -> None:
+        interval = check.config.interval
+        start = time.monotonic() + (random.uniform(0, min(interval, 5.0)) if self._jitter else 0.0)
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        while True:
+            await self.run_once(check)
+            await asyncio.sleep(max(0.0, next_slot(start, interval, time.monotonic()) - time.monotonic()))
+
+    async def run_once(self, check: Check) -> CheckResult:
+        async with self._slots:
+            self.running += 1
+            try:
+                result = await check.run()
+            finally:
+                self.running -= 1
+        try:
+            await self.on_result(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the engine failing on one result must not stop this check
+            log.exception("engine.error", check=check.name)
+        return result

@@ -1,0 +1,120 @@
+"""The one interface every check type implements, and the result it produces.
+
+A check type implements ``probe()`` and nothing else; ``Check.run()`` wraps it, times it,
+enforces the timeout and turns every error into a failing result, so a broken or hanging
+probe yields a result, never a dead task. Checks know nothing of incidents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aiohttp
+
+    from agent.dockerclient import DockerEngine
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One run of one check."""
+
+    check: str
+    ok: bool
+    started_at: float  # wall-clock epoch seconds
+    latency: float  # seconds
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The short form kept in history and evidence."""
+        return {
+            "at": self.started_at,
+            "ok": self.ok,
+            "latency_ms": round(self.latency * 1000, 1),
+            "message": self.message,
+        }
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a probe reports: passing or failing, why, and what it saw."""
+
+    ok: bool
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class CheckContext:
+    """Shared clients a check may use; created lazily so unused ones cost nothing."""
+
+    def __init__(self, docker: DockerEngine | None = None) -> None:
+        self._http: aiohttp.ClientSession | None = None
+        self.docker = docker
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            import aiohttp
+
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                auto_decompress=True,
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None and not self._http.closed:
+            await self._http.close()
+
+
+class Check:
+    """Base of every check type. Subclasses set ``type`` and implement ``probe``."""
+
+    type: ClassVar[str]
+
+    def __init__(self, config: Any, context: CheckContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def target(self) -> str:
+        """What the check probes, as shown in incidents (a URL, host:port, a container)."""
+        raise NotImplementedError
+
+    async def probe(self) -> Outcome:
+        raise NotImplementedError
+
+    async def run(self, clock: Callable[[], float] = time.time) -> CheckResult:
+        started = clock()
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                outcome = await self.probe()
+        except TimeoutError:
+            outcome = Outcome(False, f"timed out after {_fmt_seconds(self.config.timeout)}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken probe is a failing result, never a dead task
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return CheckResult(
+            check=self.name,
+            ok=outcome.ok,
+            started_at=started,
+            latency=time.monotonic() - t0,
+            message=outcome.message,
+            details=outcome.details,
+        )
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:g}s"

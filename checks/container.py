@@ -1,0 +1,87 @@
+"""The container check: is a Docker container running, and does Docker consider it healthy?
+
+The probe asks the engine (``context.docker``) for the container's state and judges it with a
+pure function, so the rules — running passes, ``unhealthy`` fails, anything else fails with the
+reason an operator would look for — are tested without Docker. Only state fields leave this
+module: the container's environment (where secrets live) is never copied into details.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from agent.dockerclient import ContainerNotFound, DockerError
+from checks.base import Check, Outcome
+
+_PROBE_OUTPUT_LIMIT = 200  # characters of the last health probe's output kept in the message
+
+
+class ContainerCheck(Check):
+    """Passes while the container is running and its Docker health is not ``unhealthy``."""
+
+    type: ClassVar[str] = "container"
+
+    @property
+    def target(self) -> str:
+        return self.config.container
+
+    async def probe(self) -> Outcome:
+        engine = self.context.docker
+        if engine is None:
+            return Outcome(False, "no Docker engine configured")
+        try:
+            attrs = await engine.inspect(self.target)
+        except ContainerNotFound:
+            return Outcome(False, f"container {self.target!r} not found")
+        except DockerError as exc:
+            return Outcome(False, str(exc))
+        return container_outcome(self.target, attrs)
+
+
+def container_outcome(name: str, attrs: dict[str, Any]) -> Outcome:
+    """Judge ``docker inspect`` attributes: the check's rules, without I/O."""
+    state = attrs.get("State") or {}
+    health = state.get("Health") or {}
+    status = state.get("Status") or "unknown"
+    summary = {
+        "status": status,
+        "running": bool(state.get("Running")),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "restart_count": attrs.get("RestartCount", 0),
+        "health": health.get("Status"),
+    }
+    details = {"state": summary}
+    label = f"container {name!r}"
+
+    # Status, not Running: a paused container still reports Running=true.
+    if status == "running":
+        if summary["health"] == "unhealthy":
+            return Outcome(False, f"{label} is unhealthy: {_last_probe(health)}", details)
+        suffix = f" ({summary['health']})" if summary["health"] else ""
+        return Outcome(True, f"{label} is running{suffix}", details)
+    if status in ("exited", "dead"):
+        reason = f"exit code {summary['exit_code']}"
+        if summary["oom_killed"]:
+            reason += ", OOM-killed"
+        error = (state.get("Error") or "").strip()
+        if error:
+            reason += f", {_trim(error)}"
+        return Outcome(False, f"{label} is {status} ({reason})", details)
+    return Outcome(False, f"{label} is {status}", details)
+
+
+def _last_probe(health: dict[str, Any]) -> str:
+    log = health.get("Log") or []
+    if not log:
+        return f"failing streak {health.get('FailingStreak', 0)}"
+    last = log[-1]
+    output = _trim(last.get("Output") or "")
+    return output or f"health probe exited with code {last.get('ExitCode')}"
+
+
+def _trim(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= _PROBE_OUTPUT_LIMIT:
+        return flat
+    return flat[: _PROBE_OUTPUT_LIMIT - 1] + "…"

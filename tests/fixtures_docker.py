@@ -1,0 +1,271 @@
+"""A real Docker engine for the tests, started and stopped by the test session itself.
+
+Nothing started by hand survives until CI runs, so the session starts its own ``dockerd`` (per
+/work/shared/RECIPES.md: no bridge, no iptables, its own data and exec roots under a short /tmp
+dir) and imports a tiny busybox image without a registry. Tests that need Docker take
+``docker_url``, ``docker_client`` or ``run_container``; without root or ``dockerd`` they are
+skipped loudly, and under ``CI=true`` they fail instead, because a skipped Docker test proves
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+    from docker.models.containers import Container
+
+TEST_IMAGE = "lifeguard-test/busybox:latest"
+TEST_LABEL = "lifeguard.test"
+BUSYBOX = "/bin/busybox"  # from busybox-static: runs in an image with no libc
+START_BOUND = 30.0  # seconds for dockerd to answer a ping
+STOP_BOUND = 15.0  # seconds for dockerd to exit after SIGTERM
+
+# Runs forever, but exits at once on SIGTERM: busybox as PID 1 would otherwise ignore it, and
+# every stop or restart would wait the full grace period.
+SLEEP_FOREVER = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip loudly, or fail under CI, where a skipped Docker test is a failure."""
+    message = f"DOCKER TESTS NOT RUN: {reason}"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _find_dockerd() -> str | None:
+    # /usr/sbin is not on every user's PATH.
+    return shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_stale_pidfile(pidfile: Path) -> None:
+    """Remove a pidfile left by an engine that was killed; dockerd refuses to start over one."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        pidfile.unlink(missing_ok=True)
+        return
+    if _pid_alive(pid):
+        # Not ours to kill: let dockerd report the clash, and the fixture skip or fail with it.
+        return
+    pidfile.unlink(missing_ok=True)
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no dockerd log)"
+
+
+def _busybox_rootfs_tar() -> bytes:
+    """A rootfs of /bin/busybox and its applet symlinks, as a tar stream for ``docker import``.
+
+    ``busybox --install -s DIR`` would point every link at the host path of the binary; the image
+    needs them at their standard places pointing at /bin/busybox, so they are laid out from
+    ``busybox --list-full`` instead.
+    """
+    applets = subprocess.run(
+        [BUSYBOX, "--list-full"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for directory, mode in [
+            ("bin", 0o755), ("sbin", 0o755), ("usr", 0o755), ("usr/bin", 0o755),
+            ("usr/sbin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("var", 0o755),
+            ("proc", 0o555), ("sys", 0o555), ("dev", 0o755),
+        ]:  # fmt: skip
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in applets:
+            if applet == "bin/busybox":
+                continue
+            info = tarfile.TarInfo(applet)
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "/bin/busybox", 0o777
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _import_test_image(client: docker.DockerClient) -> None:
+    repository, tag = TEST_IMAGE.rsplit(":", 1)
+    answer = client.api.import_image_from_data(
+        _busybox_rootfs_tar(), repository=repository, tag=tag, changes=['CMD ["sh"]']
+    )
+    if '"error' in str(answer).lower():
+        raise RuntimeError(f"docker import failed: {answer}")
+    client.images.get(TEST_IMAGE)  # raises if the import silently did nothing
+
+
+def _stop_dockerd(proc: subprocess.Popen[bytes], exec_root: Path) -> None:
+    """SIGTERM our dockerd, wait, then SIGKILL it and its managed containerd if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_BOUND)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    # dockerd started its own containerd; once dockerd is killed nothing else would stop it.
+    containerd_pidfile = exec_root / "containerd" / "containerd.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(containerd_pidfile.read_text().strip()), signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(STOP_BOUND)
+
+
+def _unmount_under(root: Path) -> None:
+    """Lazily unmount anything a killed engine left mounted under our dir, so it can be removed."""
+    prefix = str(root) + "/"
+    try:
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        return
+    for mountpoint in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def docker_url() -> Iterator[str]:
+    """``unix://…`` of a dockerd started for this session, with ``TEST_IMAGE`` imported."""
+    if os.geteuid() != 0:
+        _unavailable("the tests are not running as root, and dockerd needs root")
+    dockerd = _find_dockerd()
+    if dockerd is None:
+        _unavailable("dockerd is not installed (apt-get install -y docker.io busybox-static)")
+    if not os.path.exists(BUSYBOX):
+        _unavailable(f"{BUSYBOX} is missing (apt-get install -y busybox-static)")
+    import docker
+
+    # Unix socket paths are limited to 108 bytes: keep the root short.
+    root = Path(f"/tmp/lg-docker-{os.getpid()}")
+    root.mkdir(mode=0o700, exist_ok=True)
+    socket_path, pidfile, log = root / "docker.sock", root / "docker.pid", root / "dockerd.log"
+    _clear_stale_pidfile(pidfile)
+    url = f"unix://{socket_path}"
+    # fmt: off
+    command = [
+        dockerd, "--host", url, "--data-root", str(root / "data"),
+        "--exec-root", str(root / "exec"), "--pidfile", str(pidfile),
+        "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+    ]
+    # fmt: on
+    with log.open("wb") as log_file:
+        # Own session: a Ctrl-C meant for pytest must not kill the engine before teardown runs.
+        proc = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    client: docker.DockerClient | None = None
+    try:
+        deadline = time.monotonic() + START_BOUND
+        while True:
+            if proc.poll() is not None:
+                _unavailable(
+                    f"dockerd exited with code {proc.returncode} at start; its log:\n"
+                    + _log_tail(log)
+                )
+            try:
+                client = docker.DockerClient(base_url=url, version="auto", timeout=10)
+                client.ping()
+                break
+            except docker.errors.DockerException:
+                if client is not None:
+                    client.close()
+                    client = None
+            if time.monotonic() > deadline:
+                _unavailable(
+                    f"dockerd did not answer on {url} within {START_BOUND:g}s; its log:\n"
+                    + _log_tail(log)
+                )
+            time.sleep(0.1)
+        _import_test_image(client)
+        yield url
+    finally:
+        if client is not None:
+            # Every container on this engine is one the tests created.
+            with contextlib.suppress(docker.errors.DockerException):
+                for container in client.containers.list(all=True):
+                    with contextlib.suppress(docker.errors.DockerException):
+                        container.remove(force=True)
+            client.close()
+        _stop_dockerd(proc, root / "exec")
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_url: str) -> Iterator[docker.DockerClient]:
+    """A docker-py client for the session's engine, for test set-up and assertions."""
+    import docker
+
+    client = docker.DockerClient(base_url=docker_url, version="auto", timeout=30)
+    yield client
+    client.close()
+
+
+RunContainer = Callable[..., "Container"]
+
+
+@pytest.fixture
+def run_container(docker_client: docker.DockerClient) -> Iterator[RunContainer]:
+    """Factory: run ``TEST_IMAGE`` detached on the host network; removed after the test.
+
+    ``healthcheck`` is docker-py's dict (``test``, and ``interval``/``timeout``/``start_period``
+    in nanoseconds, ``retries``).
+    """
+    import docker
+
+    created: list[Container] = []
+
+    def run(
+        name: str,
+        command: list[str] | str | None = None,
+        environment: dict[str, str] | None = None,
+        healthcheck: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Container:
+        container = docker_client.containers.run(
+            TEST_IMAGE,
+            command if command is not None else SLEEP_FOREVER,
+            name=name,
+            detach=True,
+            network_mode="host",
+            labels={TEST_LABEL: "1"},
+            environment=environment,
+            healthcheck=healthcheck,
+            **kwargs,
+        )
+        created.append(container)
+        return container
+
+    yield run
+    for container in created:
+        # Force removal kills at once: no stop grace period for a PID 1 that ignores SIGTERM.
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
