@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,17 +63,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clear_stale_pidfile(pidfile: Path) -> None:
-    """Remove a pidfile left by an engine that was killed; dockerd refuses to start over one."""
+def _engine_root() -> Path:
+    """A short dir for the engine (unix socket paths are limited to 108 bytes).
+
+    A pidfile left there by an engine that was killed is removed, since dockerd refuses to start
+    over one. If the pidfile names a live process, that engine is not ours: leave it and its dir
+    alone and use a fresh one.
+    """
+    root = Path(f"/tmp/lg-docker-{os.getpid()}")
+    root.mkdir(mode=0o700, exist_ok=True)
+    pidfile = root / "docker.pid"
     try:
         pid = int(pidfile.read_text().strip())
     except (FileNotFoundError, ValueError):
         pidfile.unlink(missing_ok=True)
-        return
+        return root
     if _pid_alive(pid):
-        # Not ours to kill: let dockerd report the clash, and the fixture skip or fail with it.
-        return
+        return Path(tempfile.mkdtemp(prefix=f"lg-docker-{os.getpid()}-", dir="/tmp"))
     pidfile.unlink(missing_ok=True)
+    return root
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
@@ -163,11 +172,8 @@ def docker_url() -> Iterator[str]:
         _unavailable(f"{BUSYBOX} is missing (apt-get install -y busybox-static)")
     import docker
 
-    # Unix socket paths are limited to 108 bytes: keep the root short.
-    root = Path(f"/tmp/lg-docker-{os.getpid()}")
-    root.mkdir(mode=0o700, exist_ok=True)
+    root = _engine_root()
     socket_path, pidfile, log = root / "docker.sock", root / "docker.pid", root / "dockerd.log"
-    _clear_stale_pidfile(pidfile)
     url = f"unix://{socket_path}"
     # fmt: off
     command = [

@@ -25,9 +25,8 @@ import pytest
 
 from actions.healers import HEALERS, DockerRestartHealer
 from agent.dockerclient import ContainerNotFound, DockerEngine, DockerError, DockerUnavailable
-from checks.base import CheckContext
-
 try:
+    from checks.base import CheckContext
     from checks.container import ContainerCheck, container_outcome
 except ImportError:  # pragma: no cover - only while sibling check modules are being written
     import importlib
@@ -41,6 +40,7 @@ except ImportError:  # pragma: no cover - only while sibling check modules are b
         _module = importlib.import_module("checks.container")
     finally:
         del sys.modules["checks"]
+    CheckContext = _module.CheckContext
     ContainerCheck, container_outcome = _module.ContainerCheck, _module.container_outcome
 
 ROOT = Path(__file__).resolve().parent.parent

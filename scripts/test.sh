@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs the whole suite (extra arguments go to pytest).
+# As root on Debian/Ubuntu it also installs what is missing: python3-venv, a Docker engine
+# (docker.io) and busybox-static (the tests build their container image from it). The tests
+# start their own dockerd; nothing here starts one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "test.sh: not root, cannot install: ${missing[*]} (Docker tests will skip)" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+exec .venv/bin/python -m pytest "$@"
