@@ -50,6 +50,8 @@ LOG_LINE_LIMIT = 2000
 # The first host snapshot has no earlier CPU reading to compare with; it waits this long once
 # (in its worker thread) so the first incident's figures are real rather than zeros.
 _CPU_WARMUP = 0.05
+# Snapshots closer together than this (incidents opening together) share one CPU reading.
+_CPU_MIN_WINDOW = 0.5
 
 
 def iso(ts: float) -> str:
@@ -274,7 +276,9 @@ class HostSampler:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: Any = None  # psutil's cpu_times of the previous reading
+        self._last: Any = None  # psutil's cpu_times at the previous reading
+        self._last_at = 0.0
+        self._value = 0.0
 
     def cpu_percent(self) -> float:
         import psutil
@@ -289,13 +293,16 @@ class HostSampler:
                     except psutil.Error:
                         pass
                 time.sleep(_CPU_WARMUP)
+            elif time.monotonic() - self._last_at < _CPU_MIN_WINDOW:
+                # /proc/stat counts in 10 ms ticks: a window of a few ms reads as 0 or 100.
+                return self._value
             before, now = self._last, psutil.cpu_times()
-            self._last = now
-        busy = _busy(now) - _busy(before)
-        total = sum(now) - sum(before)
-        if total <= 0:
-            return 0.0
-        return round(min(100.0, max(0.0, 100.0 * busy / total)), 1)
+            self._last, self._last_at = now, time.monotonic()
+            busy = _busy(now) - _busy(before)
+            total = sum(now) - sum(before)
+            if total > 0:
+                self._value = round(min(100.0, max(0.0, 100.0 * busy / total)), 1)
+            return self._value
 
 
 def _busy(times: Any) -> float:

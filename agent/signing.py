@@ -40,8 +40,6 @@ def decode_secret(secret: str) -> bytes:
         key = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"webhook secret is not valid base64 after '{PREFIX}'") from None
-    if not key:
-        raise ValueError("webhook secret decodes to an empty key")
     return key
 
 

@@ -8,7 +8,6 @@ on, a socket bound but never listening, and a server that accepts and never answ
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 
 from actions.healers import HEALERS, DockerRestartHealer
 from agent.dockerclient import ContainerNotFound, DockerEngine, DockerError, DockerUnavailable
+
 try:
     from checks.base import CheckContext
     from checks.container import ContainerCheck, container_outcome
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - only while sibling check modules are b
         _module = importlib.import_module("checks.container")
     finally:
         del sys.modules["checks"]
-    CheckContext = _module.CheckContext
+    CheckContext = sys.modules["checks.base"].CheckContext
     ContainerCheck, container_outcome = _module.ContainerCheck, _module.container_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,8 @@ async def dead_engine(tmp_path: Path) -> AsyncIterator[DockerEngine]:
 async def test_inspect_logs_restart_round_trip(engine: DockerEngine, run_container) -> None:
     """inspect returns raw attrs, logs carry timestamps, restart starts the container anew."""
     name = unique("round")
-    run_container(name, ["sh", "-c", "echo hello; echo wörld; trap 'exit 0' TERM; sleep 3600 & wait"])
+    script = "echo hello; echo wörld; trap 'exit 0' TERM; sleep 3600 & wait"
+    run_container(name, ["sh", "-c", script])
 
     attrs = await engine.inspect(name)
     assert attrs["Name"] == f"/{name}"
@@ -126,8 +127,10 @@ async def test_inspect_logs_restart_round_trip(engine: DockerEngine, run_contain
 
 @pytest.mark.docker
 @pytest.mark.parametrize("call", ["inspect", "logs", "restart"])
-async def test_missing_container_raises_container_not_found(engine: DockerEngine, call: str) -> None:
-    """Every container call on a missing container raises ContainerNotFound, and the engine stays reachable."""
+async def test_missing_container_raises_container_not_found(
+    engine: DockerEngine, call: str
+) -> None:
+    """Every call on a missing container raises ContainerNotFound; the engine stays reachable."""
     name = unique("missing")
     with pytest.raises(ContainerNotFound, match=f"container '{name}' not found"):
         await getattr(engine, call)(name)
@@ -146,7 +149,9 @@ async def test_ping_reaches_engine(engine: DockerEngine) -> None:
 
 
 @pytest.mark.docker
-async def test_container_check_passes_for_running_container(engine: DockerEngine, run_container) -> None:
+async def test_container_check_passes_for_running_container(
+    engine: DockerEngine, run_container
+) -> None:
     """A running container without a healthcheck passes."""
     name = unique("running")
     run_container(name)
@@ -164,7 +169,7 @@ async def test_container_check_passes_for_running_container(engine: DockerEngine
 async def test_container_check_fails_for_exited_container(
     engine: DockerEngine, run_container
 ) -> None:
-    """An exited container fails with its exit code, and its environment never reaches the result."""
+    """An exited container fails with its exit code; its environment never reaches the result."""
     name = unique("exited")
     run_container(name, ["sh", "-c", "exit 3"], environment={"API_TOKEN": "s3cret-value"})
     await wait_for(lambda: engine.inspect(name), lambda a: a["State"]["Status"] == "exited")
@@ -206,7 +211,9 @@ async def test_container_check_fails_for_unhealthy_container(
 ) -> None:
     """A running container Docker reports unhealthy fails with the last probe's output."""
     name = unique("sick")
-    run_container(name, healthcheck={"test": test, "interval": 100 * MS, "timeout": 1000 * MS, "retries": 1})
+    run_container(
+        name, healthcheck={"test": test, "interval": 100 * MS, "timeout": 1000 * MS, "retries": 1}
+    )
     await wait_for(
         lambda: engine.inspect(name),
         lambda a: (a["State"].get("Health") or {}).get("Status") == "unhealthy",
@@ -306,7 +313,8 @@ async def test_unreachable_engine_fails_fast_with_clear_message(dead_engine: Doc
     with pytest.raises(DockerUnavailable) as caught:
         await dead_engine.inspect("web")
     assert time.monotonic() - t0 < 2.0
-    assert str(caught.value) == f"Docker unreachable at {dead_engine.url}: No such file or directory"
+    expected = f"Docker unreachable at {dead_engine.url}: No such file or directory"
+    assert str(caught.value) == expected
     assert isinstance(caught.value, DockerError)
     assert dead_engine.reachable is False
     assert dead_engine.last_error == str(caught.value)
@@ -325,7 +333,9 @@ async def test_socket_without_listener_is_unreachable(tmp_path: Path) -> None:
             await eng.close()
 
 
-async def test_container_check_and_healer_when_docker_unreachable(dead_engine: DockerEngine) -> None:
+async def test_container_check_and_healer_when_docker_unreachable(
+    dead_engine: DockerEngine,
+) -> None:
     """The check fails and the healer reports failure, both with the unreachable message."""
     expected = f"Docker unreachable at {dead_engine.url}: No such file or directory"
 

@@ -8,8 +8,8 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 import agent
 from actions.notifiers import NOTIFIER_TYPES, FileNotifier, WebhookNotifier, build_notifier
 from actions.notifiers.base import Delivery
+from agent.config import FileNotifierConfig, WebhookNotifierConfig
 from agent.signing import decode_secret, generate_secret, sign
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -78,20 +79,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def webhook_config(url: str, **overrides: Any) -> SimpleNamespace:
-    fields: dict[str, Any] = {
-        "name": "hooks",
-        "type": "webhook",
-        "url": url,
-        "secret": SECRET,
-        "headers": {},
-        "timeout": 2.0,
-        "give_up_after": 86400.0,
-    }
-    return SimpleNamespace(**(fields | overrides))
+def webhook_config(url: str, **overrides: Any) -> WebhookNotifierConfig:
+    fields: dict[str, Any] = {"name": "hooks", "type": "webhook", "url": url, "secret": SECRET, "timeout": "2s"}
+    return WebhookNotifierConfig(**(fields | overrides))
 
 
-def webhook(session: aiohttp.ClientSession, url: str, *, clock: Callable[[], float] = time.time, **overrides: Any) -> WebhookNotifier:
+def webhook(
+    session: aiohttp.ClientSession, url: str, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> WebhookNotifier:
     return WebhookNotifier(webhook_config(url, **overrides), lambda: session, clock=clock)
 
 
@@ -226,7 +221,7 @@ async def test_a_hanging_receiver_is_retried_after_the_timeout(receiver: Receive
     receiver.answer = hang
     started = time.monotonic()
 
-    delivery = await webhook(session, receiver.url, timeout=0.3).send("evt_1", BODY)
+    delivery = await webhook(session, receiver.url, timeout="300ms").send("evt_1", BODY)
 
     assert delivery == Delivery("retry", "timed out after 300ms")
     assert 0.25 <= time.monotonic() - started < 1.0
@@ -248,15 +243,18 @@ async def test_secret_and_request_headers_never_reach_the_detail(
         (await webhook(session, f"http://127.0.0.1:{closed_port}/x", headers=headers).send("evt_1", BODY)).detail,
     ]
 
-    assert details[0] == "HTTP 401: expected ***, got Authorization: Bearer ***"
+    assert details[0] == "HTTP 401: expected ***, got Authorization: ***"
     for detail in details:
         for private in (SECRET, SECRET.removeprefix("whsec_"), "t0ken-123"):
             assert private not in detail
 
 
 async def test_a_malformed_secret_is_rejected_without_echoing_it(session: aiohttp.ClientSession) -> None:
+    # model_copy skips the config's own check, so the notifier's is what is tested.
+    config = webhook_config("http://127.0.0.1:1/hook").model_copy(update={"secret": "whsec_not*base64!"})
+
     with pytest.raises(ValueError, match="base64") as caught:
-        webhook(session, "http://127.0.0.1:1/hook", secret="whsec_not*base64!")
+        WebhookNotifier(config, lambda: session)
 
     assert "not*base64" not in str(caught.value)
 
@@ -289,7 +287,6 @@ def test_a_secret_without_padding_is_accepted() -> None:
     [
         ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
         ("whsec_%%%%secretish", "not valid base64"),
-        ("whsec_====", "empty key"),
     ],
 )
 def test_decode_secret_names_the_problem_without_the_secret(secret: str, problem: str) -> None:
@@ -308,7 +305,7 @@ def test_decode_secret_rejects_an_empty_key() -> None:
 
 
 def file_notifier(path: Path) -> FileNotifier:
-    config = SimpleNamespace(name="audit", type="file", path=str(path), timeout=10.0, give_up_after=86400.0)
+    config = FileNotifierConfig(name="audit", type="file", path=str(path))
     return FileNotifier(config, lambda: pytest.fail("a file notifier must not need HTTP"))
 
 
@@ -368,7 +365,7 @@ def test_build_notifier_picks_the_class_by_type(tmp_path: Path) -> None:
         raise AssertionError("building a notifier must not open a session")
 
     hook = build_notifier(webhook_config("http://127.0.0.1:1/hook"), no_http)
-    audit = build_notifier(SimpleNamespace(name="audit", type="file", path=str(tmp_path / "e.jsonl")), no_http)
+    audit = build_notifier(FileNotifierConfig(name="audit", type="file", path=str(tmp_path / "e.jsonl")), no_http)
 
     assert (type(hook), hook.name) == (WebhookNotifier, "hooks")
     assert (type(audit), audit.name) == (FileNotifier, "audit")

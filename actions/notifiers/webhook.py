@@ -23,6 +23,7 @@ from agent.signing import decode_secret, sign_with_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
+    from multidict import CIMultiDict
 
 USER_AGENT = f"lifeguard/{agent.__version__}"
 _DETAIL_BODY_CHARS = 200
@@ -46,6 +47,7 @@ class WebhookNotifier(Notifier):
     ) -> None:
         super().__init__(config, http)
         self._clock = clock
+        self._url = str(config.url)  # a validated URL type may not be a plain str
         secret = getattr(config, "secret", None)
         # Decoded once, up front: a malformed secret is a config error, reported at start.
         self._key: bytes | None = decode_secret(secret) if secret else None
@@ -53,7 +55,7 @@ class WebhookNotifier(Notifier):
         # Details are logged and stored, and a receiver may echo the request back in an error
         # body: mask what must stay private (URL tokens, auth headers, the secret itself).
         # (Short values are left alone: masking "json" everywhere would only garble details.)
-        private = [str(config.url), *self._extra_headers.values()]
+        private = [self._url, *self._extra_headers.values()]
         if secret:
             private += [secret, secret.removeprefix(SECRET_PREFIX)]
         self._private = sorted({value for value in private if len(value) >= 6}, key=len, reverse=True)
@@ -75,21 +77,22 @@ class WebhookNotifier(Notifier):
         import aiohttp
 
         timeout = float(self.config.timeout)
-        headers = self._headers(event_id, body)
+        now = self._clock()  # read once: it stamps the attempt and anchors a Retry-After date
+        headers = self._headers(event_id, body, int(now))
         # Both bounds: ClientTimeout keeps aiohttp's own pool honest, asyncio.timeout also
         # covers reading the reply, so a receiver that trickles bytes cannot hold us.
         async with asyncio.timeout(timeout):
             async with self._http().post(
-                self.config.url,
+                self._url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 head = await resp.content.read(_READ_LIMIT)
-                return _classify_response(resp, head, self._clock(), self._redact)
+                return _classify_response(resp, head, now, self._redact)
 
-    def _headers(self, event_id: str, body: bytes) -> Any:
+    def _headers(self, event_id: str, body: bytes, timestamp: int) -> CIMultiDict[str]:
         from multidict import CIMultiDict
 
         headers: CIMultiDict[str] = CIMultiDict({"User-Agent": USER_AGENT})
@@ -97,7 +100,6 @@ class WebhookNotifier(Notifier):
             headers[key] = value  # replaces case-insensitively, so a configured User-Agent wins
         # The protocol's own headers come last: configured ones must not override them.
         headers["Content-Type"] = "application/json"
-        timestamp = int(self._clock())
         headers["webhook-id"] = event_id
         headers["webhook-timestamp"] = str(timestamp)
         if self._key is not None:
