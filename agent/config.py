@@ -49,6 +49,7 @@ __all__ = [
     "ConfigError",
     "ContainerCheckConfig",
     "DefaultsConfig",
+    "DeliveryConfig",
     "DockerConfig",
     "Expect",
     "FileNotifierConfig",
@@ -281,6 +282,22 @@ class RetentionConfig(_Model):
     resolved_evidence: PositiveDuration = 30 * 86400.0
 
 
+class DeliveryConfig(_Model):
+    """How the outbox retries an event a notifier failed to take."""
+
+    retry_initial: PositiveDuration = 1.0
+    retry_max: PositiveDuration = 300.0
+    evidence_wait: Duration = 3.0
+
+    @field_validator("retry_max")
+    @classmethod
+    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("retry_initial")
+        if initial is not None and value < initial:
+            raise ValueError(f"{format_duration(value)} is shorter than retry_initial {format_duration(initial)}")
+        return value
+
+
 class AgentConfig(_Model):
     """The agent itself: identity, state, API, global switches."""
 
@@ -291,6 +308,7 @@ class AgentConfig(_Model):
     max_concurrent_checks: Count = 100
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 
     @field_validator("state_dir", mode="before")
     @classmethod
@@ -470,7 +488,7 @@ class WebhookNotifierConfig(_NotifierBase):
     """POST each event as signed JSON (Standard Webhooks)."""
 
     type: Literal["webhook"]
-    url: HttpUrl
+    url: HttpUrl = Field(repr=False)  # chat webhook URLs carry their credential in the path
     secret: Annotated[str | None, BeforeValidator(_empty_is_none)] = Field(None, repr=False)
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -520,10 +538,8 @@ NOTIFIER_TYPES: dict[str, type[_NotifierBase]] = {
     "file": FileNotifierConfig,
 }
 
-CheckConfig = Annotated[
-    Union[HttpCheckConfig, TcpCheckConfig, ContainerCheckConfig], Field(discriminator="type")  # noqa: UP007
-]
-NotifierConfig = Annotated[Union[WebhookNotifierConfig, FileNotifierConfig], Field(discriminator="type")]  # noqa: UP007
+CheckConfig = Annotated[HttpCheckConfig | TcpCheckConfig | ContainerCheckConfig, Field(discriminator="type")]
+NotifierConfig = Annotated[WebhookNotifierConfig | FileNotifierConfig, Field(discriminator="type")]
 
 
 class Config(BaseModel):
@@ -730,7 +746,9 @@ def _interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]
     return _REFERENCE.sub(replace, text), problems
 
 
-def _expand(node: Any, loc: Loc, environ: Mapping[str, str], errors: list[tuple[Loc, str]], failed: set[Loc]) -> Any:
+def _expand(
+    node: Any, loc: Loc, environ: Mapping[str, str], errors: list[tuple[Loc, str]], failed: set[Loc]
+) -> Any:
     """Interpolate every string value; a value that cannot be expanded becomes None and is reported."""
     if isinstance(node, str):
         text, problems = _interpolate(node, environ)
@@ -798,10 +816,13 @@ def _validate(
         bad_keys = set()
         for error in exc.errors(include_url=False):
             where: Loc = (*loc, *error["loc"])
+            message = _message(error, model)
+            if where[-1] == "[key]":  # pydantic's marker for a bad mapping key, not a real key
+                where, message = where[:-1], f"invalid key: {message}"
             if error["loc"]:
                 bad_keys.add(error["loc"][0])
             if not any(where[: len(f)] == f for f in failed):
-                errors.append((where, _message(error, model)))
+                errors.append((where, message))
     if isinstance(raw, Mapping) and bad_keys:
         try:
             return model.model_validate({k: v for k, v in raw.items() if k not in bad_keys}, context=context)
@@ -830,6 +851,8 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
         return "expected a whole number"
     if kind in ("bool_type", "bool_parsing"):
         return "expected true or false"
+    if kind == "invalid_key":
+        return "invalid key (keys must be strings)"
     if kind == "literal_error":
         return f"expected {error['ctx']['expected']}"
     return str(error["msg"])
@@ -886,7 +909,8 @@ def _unknown_notifiers(value: Any, loc: Loc, names: Sequence[str]) -> list[tuple
     if not isinstance(value, list):
         return []
     known = f"known: {', '.join(names)}" if names else "no notifiers are configured"
-    return [(loc, f"no notifier named {item!r} ({known})") for item in value if isinstance(item, str) and item not in names]
+    unknown = [item for item in value if isinstance(item, str) and item not in names]
+    return [(loc, f"no notifier named {item!r} ({known})") for item in unknown]
 
 
 def _names(items: Sequence[Any]) -> list[str]:

@@ -154,7 +154,9 @@ class _Failure:
         self.reason = reason
 
 
-def checks_section(history: Sequence[CheckResult], secret_values: Iterable[str] = ()) -> list[dict[str, Any]]:
+def checks_section(
+    history: Sequence[CheckResult], secret_values: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     """The last 20 results, oldest first, in their short form."""
     secrets = tuple(secret_values)
     recent = sorted(history, key=lambda r: r.started_at)[-HISTORY_LIMIT:]
@@ -168,7 +170,9 @@ def checks_section(history: Sequence[CheckResult], secret_values: Iterable[str] 
     return out
 
 
-def response_section(result: CheckResult | None, secret_values: Iterable[str] = ()) -> dict[str, Any] | None:
+def response_section(
+    result: CheckResult | None, secret_values: Iterable[str] = ()
+) -> dict[str, Any] | None:
     """What the HTTP target answered, redacted; None for checks that saw no HTTP response."""
     if result is None:
         return None
@@ -190,7 +194,9 @@ def response_section(result: CheckResult | None, secret_values: Iterable[str] = 
     }
 
 
-def container_section(attrs: dict[str, Any], logs: list[str], secret_values: Iterable[str] = ()) -> dict[str, Any]:
+def container_section(
+    attrs: dict[str, Any], logs: list[str], secret_values: Iterable[str] = ()
+) -> dict[str, Any]:
     """The container part of a bundle from raw ``docker inspect`` attributes and log lines.
 
     Copies only what helps diagnose: identity, state, health; never ``Config.Env``, ``Cmd``,

@@ -61,7 +61,9 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "
 
 # Values of secret-named variables that are switches, not secrets (AUTH_ENABLED=true):
 # masking them would blank every "true" in every log line.
-_NOT_SECRETS = frozenset({"true", "false", "null", "none", "yes", "no", "on", "off", "enabled", "disabled"})
+_NOT_SECRETS = frozenset(
+    {"true", "false", "null", "none", "yes", "no", "on", "off", "enabled", "disabled"}
+)
 
 
 def is_secret_name(name: str) -> bool:
@@ -97,9 +99,8 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         netloc = REDACTED + "@" + netloc.rpartition("@")[2]
     # OAuth's implicit flow puts access_token in the fragment.
-    return urlunsplit(
-        (parts.scheme, netloc, parts.path, _redact_params(parts.query), _redact_params(parts.fragment))
-    )
+    query, fragment = _redact_params(parts.query), _redact_params(parts.fragment)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def redact_json(obj: Any, secret_values: Iterable[str] = ()) -> Any:
@@ -125,7 +126,7 @@ def redact_text(text: str, secret_values: Iterable[str] = ()) -> str:
         text = pattern.sub(REDACTED, text)
     text = _URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     text = _redact_pairs(text)
-    return _AUTH_SCHEME.sub(lambda m: (m.group("bearer") or m.group("basic")) + " " + REDACTED, text)
+    return _AUTH_SCHEME.sub(lambda m: f"{m.group('bearer') or m.group('basic')} {REDACTED}", text)
 
 
 def redact_body(body: str, content_type: str | None, secret_values: Iterable[str] = ()) -> str:
@@ -173,11 +174,14 @@ def secret_env_values(env: list[str] | None) -> list[str]:
 
 # --- internals -------------------------------------------------------------------------------
 
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/@?#\[\]]+)@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/@?#\[\]]+)@"
+)
 
 # Bearer tokens anywhere; Basic only capitalised and long, as "basic" is an ordinary word.
 _AUTH_SCHEME = re.compile(
-    r"\b(?:(?P<bearer>[Bb]earer|BEARER)[ \t]+[A-Za-z0-9\-._~+/]{4,}|(?P<basic>Basic)[ \t]+[A-Za-z0-9+/]{8,})=*"
+    r"\b(?:(?P<bearer>[Bb]earer|BEARER)[ \t]+[A-Za-z0-9\-._~+/]{4,}"
+    r"|(?P<basic>Basic)[ \t]+[A-Za-z0-9+/]{8,})=*"
 )
 
 # The start of a name=value / name: value pair; the value is parsed by hand after it so that a

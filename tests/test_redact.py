@@ -162,7 +162,8 @@ def test_redact_json_masks_secret_keys_at_any_depth_and_copies() -> None:
 
 
 def test_redact_json_masks_secret_values_inside_ordinary_fields() -> None:
-    assert redact_json({"msg": ["db said s3cr3t-value"]}, ["s3cr3t-value"]) == {"msg": [f"db said {REDACTED}"]}
+    redacted = redact_json({"msg": ["db said s3cr3t-value"]}, ["s3cr3t-value"])
+    assert redacted == {"msg": [f"db said {REDACTED}"]}
 
 
 @pytest.mark.parametrize(
@@ -230,8 +231,16 @@ def test_redact_body_json(body: str, content_type: str | None, expected: object)
     ("body", "content_type", "expected"),
     [
         # Cut at the evidence size limit, so not valid JSON: still scrubbed as text.
-        ('{"status": "down", "password": "hunter2", "det', "application/json", f'{{"status": "down", "password": "{REDACTED}", "det'),
-        ("user=bob&password=hunter2&remember=1", "application/x-www-form-urlencoded", f"user=bob&password={REDACTED}&remember=1"),
+        (
+            '{"status": "down", "password": "hunter2", "det',
+            "application/json",
+            f'{{"status": "down", "password": "{REDACTED}", "det',
+        ),
+        (
+            "user=bob&password=hunter2&remember=1",
+            "application/x-www-form-urlencoded",
+            f"user=bob&password={REDACTED}&remember=1",
+        ),
         ("error: cannot log in with s3cr3t-value", "text/plain", f"error: cannot log in with {REDACTED}"),
         ("", "text/plain", ""),
     ],

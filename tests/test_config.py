@@ -1,0 +1,606 @@
+"""The config contract: real YAML files in tmp_path, loaded exactly as the agent loads them."""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from agent.config import (
+    ConfigError,
+    ContainerCheckConfig,
+    FileNotifierConfig,
+    HttpCheckConfig,
+    TcpCheckConfig,
+    WebhookNotifierConfig,
+    find_config,
+    format_duration,
+    load_config,
+    parse_duration,
+)
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+# The example from the documentation, as shipped.
+EXAMPLE = """\
+agent:
+  name: web-01
+  state_dir: ./state
+  api: {listen: "127.0.0.1:9810", token: null, public_url: null}
+  heal: true
+  max_concurrent_checks: 100
+  log_level: info
+  retention: {results_per_check: 1000, delivered_events: 7d, resolved_evidence: 30d}
+docker:
+  url: unix:///var/run/docker.sock
+  timeout: 10s
+defaults:
+  interval: 10s
+  timeout: 5s
+  open_after: 30s
+  resolve_after: 2
+  severity: high
+  notify: [ops]
+checks:
+  - name: api
+    type: http
+    url: http://127.0.0.1:8080/health
+    method: GET
+    headers: {X-Token: "${TOKEN}"}
+    verify_tls: true
+    expect: {status: [200], body_contains: ok, max_latency: 2s}
+    container: api
+    heal: {restart_container: api, max_restarts: 3, within: 15m, cooldown: 30s}
+  - {name: redis, type: tcp, host: 127.0.0.1, port: 6379}
+  - {name: worker, type: container, container: worker}
+notifiers:
+  - {name: ops, type: webhook, url: "https://hooks.example.com/lifeguard", secret: "${LIFEGUARD_WEBHOOK_SECRET}", timeout: 10s, headers: {}, give_up_after: 24h}
+  - {name: log, type: file, path: ./events.jsonl}
+"""
+EXAMPLE_ENV = {"TOKEN": "t0ken", "LIFEGUARD_WEBHOOK_SECRET": SECRET}
+
+
+def write(folder: Path, text: str, name: str = "config.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def load(folder: Path, text: str, environ: dict[str, str] | None = None):
+    return load_config(write(folder, text), environ or {})
+
+
+def errors(folder: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(folder, text, environ)
+    assert str(info.value) == "\n".join(info.value.errors)
+    return info.value.errors
+
+
+TCP = "{name: db, type: tcp, host: 127.0.0.1, port: 5432}"
+
+
+# --- durations -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("100ms", 0.1), ("0s", 0.0), ("10s", 10.0), ("1.5s", 1.5), ("5m", 300.0),
+     ("1h", 3600.0), ("7d", 604800.0), (" 2s ", 2.0)],
+)
+def test_parse_duration_reads_every_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("value", ["10", "fast", "10S", "-1s", "1h30m", ".5s", "10 s", "", 10, 1.5, True, None])
+def test_parse_duration_rejects_anything_without_a_unit(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^invalid duration "):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.5, "500ms"), (0.0005, "0.5ms"), (1.5, "1.5s"), (10, "10s"), (90, "90s"),
+     (900, "15m"), (5400, "90m"), (3600, "1h"), (86400, "1d"), (604800, "7d")],
+)
+def test_format_duration_is_the_shortest_exact_form(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+# --- loading a valid file --------------------------------------------------------------------
+
+
+def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None:
+    config = load(tmp_path, EXAMPLE, EXAMPLE_ENV)
+
+    assert config.path == tmp_path / "config.yaml"
+    assert config.agent.name == "web-01"
+    assert config.agent.state_dir == tmp_path / "state"
+    assert (config.agent.api.listen, config.agent.api.token, config.agent.api.public_url) == ("127.0.0.1:9810", None, None)
+    assert (config.agent.api.host, config.agent.api.port) == ("127.0.0.1", 9810)
+    assert config.agent.heal is True
+    assert config.agent.max_concurrent_checks == 100
+    assert config.agent.log_level == "info"
+    assert config.agent.retention.model_dump() == {
+        "results_per_check": 1000, "delivered_events": 604800.0, "resolved_evidence": 2592000.0,
+    }
+    assert config.agent.delivery.model_dump() == {"retry_initial": 1.0, "retry_max": 300.0, "evidence_wait": 3.0}
+    assert config.docker.model_dump() == {"url": "unix:///var/run/docker.sock", "timeout": 10.0}
+
+    api = config.check("api")
+    assert isinstance(api, HttpCheckConfig)
+    assert api.model_dump() == {
+        "name": "api", "type": "http", "interval": 10.0, "timeout": 5.0, "open_after": 30.0,
+        "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
+        "heal": {"restart_container": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
+        "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
+        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
+    }
+    redis = config.check("redis")
+    assert isinstance(redis, TcpCheckConfig)
+    assert (redis.host, redis.port, redis.interval, redis.timeout, redis.container, redis.heal) == (
+        "127.0.0.1", 6379, 10.0, 5.0, None, None,
+    )
+    worker = config.check("worker")
+    assert isinstance(worker, ContainerCheckConfig) and worker.container == "worker"
+
+    ops, log = config.notifiers
+    assert isinstance(ops, WebhookNotifierConfig)
+    assert (ops.name, ops.url, ops.secret, ops.headers, ops.timeout, ops.give_up_after) == (
+        "ops", "https://hooks.example.com/lifeguard", SECRET, {}, 10.0, 86400.0,
+    )
+    assert isinstance(log, FileNotifierConfig)
+    assert log.path == str(tmp_path / "events.jsonl")
+
+    assert config.summary() == (
+        f"{tmp_path / 'config.yaml'}: 3 checks (http 1, tcp 1, container 1), 2 notifiers, "
+        f"state in {tmp_path / 'state'}, api on 127.0.0.1:9810"
+    )
+
+
+def test_shipped_example_needs_its_environment(tmp_path: Path) -> None:
+    assert errors(tmp_path, EXAMPLE) == [
+        "checks[0].headers.X-Token: environment variable TOKEN is not set",
+        "notifiers[0].secret: environment variable LIFEGUARD_WEBHOOK_SECRET is not set",
+    ]
+
+
+def test_builtin_defaults_fill_everything_left_out(tmp_path: Path) -> None:
+    config = load(tmp_path, f"""
+        checks: [{TCP}]
+        notifiers:
+          - {{name: b, type: file}}
+          - {{name: a, type: webhook, url: "http://127.0.0.1:9/hook"}}
+    """)
+    check = config.check("db")
+    assert (check.interval, check.timeout, check.open_after, check.resolve_after, check.severity) == (
+        30.0, 10.0, 60.0, 2, "high",
+    )
+    assert check.notify == ["b", "a"]  # every notifier, in file order
+    assert config.defaults.notify == ["b", "a"]
+    assert config.agent.name == socket.gethostname()
+    assert config.agent.state_dir == tmp_path / "state"
+    assert config.agent.api.listen == "127.0.0.1:9810"
+    assert (config.agent.heal, config.agent.max_concurrent_checks, config.agent.log_level) == (True, 100, "info")
+    assert config.docker.url == "unix:///var/run/docker.sock"
+    assert config.docker.timeout == 10.0
+    webhook = config.notifier("a")
+    assert (webhook.secret, webhook.headers, webhook.timeout, webhook.give_up_after) == (None, {}, 10.0, 86400.0)
+
+
+def test_delivery_retries_can_be_tuned(tmp_path: Path) -> None:
+    config = load(tmp_path, "agent: {delivery: {retry_initial: 200ms, retry_max: 1s, evidence_wait: 0s}}")
+    assert config.agent.delivery.model_dump() == {"retry_initial": 0.2, "retry_max": 1.0, "evidence_wait": 0.0}
+
+
+def test_docker_url_defaults_to_docker_host_from_the_environment(tmp_path: Path) -> None:
+    config = load(tmp_path, "checks: []", {"DOCKER_HOST": "unix:///tmp/lg/docker.sock"})
+    assert config.docker.url == "unix:///tmp/lg/docker.sock"
+
+
+def test_an_empty_section_means_its_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, "agent:\ndocker:\ndefaults:\nchecks:\nnotifiers:\n")
+    assert (config.checks, config.notifiers, config.agent.heal) == ([], [], True)
+
+
+def test_checks_inherit_defaults_and_their_own_values_win(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        defaults: {interval: 20s, timeout: 3s, open_after: 0s, resolve_after: 4, severity: low, notify: [a]}
+        checks:
+          - {name: inherits, type: tcp, host: h, port: 1}
+          - {name: own, type: tcp, host: h, port: 1, interval: 1m, timeout: 9s, open_after: 5s,
+             resolve_after: 1, severity: critical, notify: [b]}
+          - {name: silent, type: tcp, host: h, port: 1, notify: []}
+        notifiers: [{name: a, type: file}, {name: b, type: file}]
+    """)
+    inherits, own, silent = config.checks
+    assert (inherits.interval, inherits.timeout, inherits.open_after, inherits.resolve_after) == (20.0, 3.0, 0.0, 4)
+    assert (inherits.severity, inherits.notify) == ("low", ["a"])
+    assert (own.interval, own.timeout, own.open_after, own.resolve_after) == (60.0, 9.0, 5.0, 1)
+    assert (own.severity, own.notify) == ("critical", ["b"])  # replaces the default list, does not extend it
+    assert silent.notify == []
+
+
+def test_an_inherited_timeout_is_clamped_to_the_interval(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        defaults: {timeout: 40s}
+        checks: [{name: fast, type: tcp, host: h, port: 1, interval: 5s}]
+    """)
+    assert (config.check("fast").interval, config.check("fast").timeout) == (5.0, 5.0)
+
+
+def test_an_explicit_timeout_longer_than_the_interval_is_an_error(tmp_path: Path) -> None:
+    assert errors(tmp_path, """
+        defaults: {interval: 10s}
+        checks:
+          - {name: a, type: tcp, host: h, port: 1, timeout: 20s}
+          - {name: b, type: tcp, host: h, port: 1, timeout: 2m, interval: 1m}
+          - {name: c, type: tcp, host: h, port: 1, timeout: 10s}
+    """) == [
+        "checks[0].timeout: 20s is longer than the interval 10s",
+        "checks[1].timeout: 2m is longer than the interval 1m",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [("critical", "critical"), ("High", "high"), ("SEV-1", "critical"), ("sev-2", "high"),
+     ("Sev-3", "medium"), ("SEV-4", "low")],
+)
+def test_severity_aliases_resolve_to_the_canonical_name(tmp_path: Path, written: str, canonical: str) -> None:
+    config = load(tmp_path, f"checks: [{{name: a, type: tcp, host: h, port: 1, severity: {written}}}]")
+    assert config.check("a").severity == canonical
+
+
+def test_heal_restarts_the_checks_own_container_unless_told_otherwise(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        checks:
+          - {name: a, type: container, container: app, heal: {}}
+          - {name: b, type: http, url: "http://127.0.0.1:1/", container: web, heal: {restart_container: proxy}}
+    """)
+    assert config.check("a").heal.model_dump() == {
+        "restart_container": "app", "max_restarts": 3, "within": 900.0, "cooldown": 30.0,
+    }
+    assert config.check("b").heal.restart_container == "proxy"
+
+
+def test_expect_status_accepts_a_code_a_class_or_a_list(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        checks:
+          - {name: a, type: http, url: "http://127.0.0.1:1/", expect: {status: 204}}
+          - {name: b, type: http, url: "https://127.0.0.1:1/", expect: {status: 2XX}, method: head}
+          - {name: c, type: http, url: "http://127.0.0.1:1/", expect: {status: [200, "3xx", "404"]}}
+          - {name: d, type: http, url: "http://127.0.0.1:1/"}
+    """)
+    assert [c.expect.status if c.expect else None for c in config.checks] == [[204], ["2xx"], [200, "3xx", 404], None]
+    assert config.check("b").method == "HEAD"
+
+
+def test_loaded_config_is_frozen(tmp_path: Path) -> None:
+    config = load(tmp_path, f"checks: [{TCP}]")
+    with pytest.raises(pydantic.ValidationError):
+        config.check("db").interval = 1.0  # type: ignore[misc]
+
+
+def test_check_lookup_of_an_unknown_name_raises_key_error(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        load(tmp_path, f"checks: [{TCP}]").check("nope")
+
+
+def test_summary_is_relative_to_the_working_folder_and_shows_dry_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load(tmp_path, f"agent: {{heal: false}}\nchecks: [{TCP}]\nnotifiers: [{{name: f, type: file}}]")
+    assert config.summary() == (
+        f"config.yaml: 1 check (tcp 1), 1 notifier, state in {tmp_path / 'state'}, "
+        "api on 127.0.0.1:9810, heal off (dry run)"
+    )
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+def test_relative_paths_are_relative_to_the_config_folder_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write(folder, "agent: {state_dir: ../var/state}\nnotifiers: [{name: f, type: file, path: logs/events.jsonl}]")
+    monkeypatch.chdir(elsewhere)
+
+    config = load_config("../etc/config.yaml", {})
+
+    assert config.path == folder / "config.yaml"
+    assert config.agent.state_dir == tmp_path / "var" / "state"
+    assert config.notifier("f").path == str(folder / "logs" / "events.jsonl")
+
+
+def test_file_notifier_defaults_to_events_jsonl_in_the_state_dir(tmp_path: Path) -> None:
+    config = load(tmp_path, "agent: {state_dir: /srv/lifeguard}\nnotifiers: [{name: f, type: file}]")
+    assert config.notifier("f").path == "/srv/lifeguard/events.jsonl"
+
+
+def test_find_config_prefers_the_explicit_path(tmp_path: Path) -> None:
+    explicit = write(tmp_path, "checks: []", "mine.yaml")
+    fallback = write(tmp_path, "checks: []")
+    assert find_config(str(explicit), candidates=[fallback]) == explicit
+    assert find_config(None, candidates=[tmp_path / "missing.yaml", fallback]) == fallback
+
+
+def test_find_config_fails_clearly_when_nothing_exists(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        find_config(str(tmp_path / "nope.yaml"), candidates=[write(tmp_path, "checks: []")])
+    assert info.value.errors == [f"{tmp_path / 'nope.yaml'}: no such file"]
+    with pytest.raises(ConfigError, match=r"^no config file found \(tried .*a\.yaml, .*b\.yaml\)"):
+        find_config(None, candidates=[tmp_path / "a.yaml", tmp_path / "b.yaml"])
+
+
+# --- environment -----------------------------------------------------------------------------
+
+
+def test_environment_variables_expand_in_any_string_value(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        agent: {name: "${HOST}-agent"}
+        checks:
+          - {name: a, type: tcp, host: "${DB_HOST:-127.0.0.1}", port: "${DB_PORT}", interval: "${EVERY:-15s}",
+             notify: ["${WHO}"]}
+        notifiers: [{name: ops, type: file, path: "/x/$${literal}/${EMPTY:-fallback}/${SET}"}]
+        """,
+        {"HOST": "web", "DB_PORT": "6379", "WHO": "ops", "EMPTY": "", "SET": "${NOT_EXPANDED_AGAIN}"},
+    )
+    check = config.check("a")
+    assert config.agent.name == "web-agent"
+    assert (check.host, check.port, check.interval, check.notify) == ("127.0.0.1", 6379, 15.0, ["ops"])
+    assert config.notifier("ops").path == "/x/${literal}/fallback/${NOT_EXPANDED_AGAIN}"
+
+
+def test_a_missing_variable_is_reported_once_where_it_is_used(tmp_path: Path) -> None:
+    # The unexpanded value must not cause a second error (a bad secret, a bad URL) at the same place.
+    assert errors(tmp_path, """
+        checks: [{name: a, type: http, url: "${TARGET}", notify: ["${WHO}"]}]
+        notifiers:
+          - {name: ops, type: webhook, url: "https://127.0.0.1/", secret: "${LIFEGUARD_WEBHOOK_SECRET}"}
+          - {name: "${NAME}", type: "${KIND}"}
+    """) == [
+        "checks[0].url: environment variable TARGET is not set",
+        "checks[0].notify[0]: environment variable WHO is not set",
+        "notifiers[0].secret: environment variable LIFEGUARD_WEBHOOK_SECRET is not set",
+        "notifiers[1].name: environment variable NAME is not set",
+        "notifiers[1].type: environment variable KIND is not set",
+    ]
+
+
+def test_malformed_references_are_errors(tmp_path: Path) -> None:
+    assert errors(tmp_path, """
+        agent: {name: "${unclosed", log_level: "${9lives}"}
+    """) == [
+        "agent.name: unclosed '${' (write '$${' for a literal '${')",
+        "agent.log_level: invalid variable reference '${9lives}'",
+    ]
+
+
+def test_an_empty_secret_or_token_from_the_environment_means_none(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        agent: {api: {token: "${TOKEN:-}"}}
+        notifiers: [{name: ops, type: webhook, url: "https://127.0.0.1/", secret: "${SECRET:-}"}]
+    """)
+    assert (config.agent.api.token, config.notifier("ops").secret) == (None, None)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"checks: [{{name: a, type: tcp, host: h, port: 1, interval: fast}}]",
+         "checks[0].interval: invalid duration 'fast'"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, interval: 10}]",
+         "checks[0].interval: invalid duration 10 (a unit is required, e.g. '10s')"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, interval: 0s}]", "checks[0].interval: must be longer than 0s"),
+        ("checks: [{name: a, type: tcp, host: h, port: 70000}]", "checks[0].port: must be between 1 and 65535, got 70000"),
+        ("checks: [{name: a, type: tcp, host: h, port: 0}]", "checks[0].port: must be between 1 and 65535, got 0"),
+        ("checks: [{name: a, type: tcp, host: h, port: true}]", "checks[0].port: expected a whole number, not true/false"),
+        ("checks: [{name: a, type: ftp}]", "checks[0].type: unknown check type 'ftp' (expected one of: http, tcp, container)"),
+        ("checks: [{name: a}]", "checks[0].type: required (expected one of: http, tcp, container)"),
+        ("checks: [{name: a, type: http}]", "checks[0].url: required"),
+        ("checks: [{name: a, type: http, url: 'ftp://127.0.0.1/'}]", "checks[0].url: expected an http:// or https:// URL"),
+        ("checks: [{name: a, type: container}]", "checks[0].container: required"),
+        ("checks: [{type: tcp, host: h, port: 1}]", "checks[0].name: required"),
+        ("checks: [{name: '', type: tcp, host: h, port: 1}]", "checks[0].name: must not be empty"),
+        ("checks: [{name: 'my api', type: tcp, host: h, port: 1}]",
+         "checks[0].name: invalid name 'my api' (use letters, digits, '_', '.' and '-')"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, severity: urgent}]",
+         "checks[0].severity: invalid severity 'urgent' (expected one of: critical, high, medium, low, or SEV-1 to SEV-4)"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, resolve_after: 0}]", "checks[0].resolve_after: must be 1 or more, got 0"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, heal: {}}]",
+         "checks[0].heal.restart_container: required (the check has no container to default to)"),
+        ("checks: [{name: a, type: container, container: c, heal: {max_restarts: 0}}]",
+         "checks[0].heal.max_restarts: must be 1 or more, got 0"),
+        ("checks: [{name: a, type: http, url: 'http://h/', expect: {status: [abc]}}]",
+         "checks[0].expect.status: invalid status 'abc' (expected a code like 200 or a class like '2xx')"),
+        ("checks: [{name: a, type: http, url: 'http://h/', method: fetch}]",
+         "checks[0].method: expected 'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE' or 'OPTIONS'"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, url: 'http://h/'}]",
+         "checks[0].url: unknown key for a tcp check (only http checks have it)"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, notify: [pager]}]\nnotifiers: [{name: ops, type: file}]",
+         "checks[0].notify: no notifier named 'pager' (known: ops)"),
+        ("defaults: {notify: [pager]}", "defaults.notify: no notifier named 'pager' (no notifiers are configured)"),
+        ("checks: [[1]]", "checks[0]: expected a mapping, not a list"),
+        ("checks: {a: 1}", "checks: expected a list of checks, not a dict"),
+        ("agent: {api: {listen: '0.0.0.0:9810'}}", "agent.api.listen: 0.0.0.0:9810 is not loopback; set agent.api.token"),
+        ("agent: {api: {listen: '9810'}}", "agent.api.listen: expected host:port, got '9810'"),
+        ("agent: {api: {listen: '::1:9810'}}", "agent.api.listen: write an IPv6 address in brackets, e.g. [::1]:9810"),
+        ("agent: {api: {public_url: 'status.example.com'}}", "agent.api.public_url: expected an http:// or https:// URL"),
+        ("agent: {max_concurrent_checks: 0}", "agent.max_concurrent_checks: must be 1 or more, got 0"),
+        ("agent: {log_level: loud}", "agent.log_level: expected 'debug', 'info', 'warning' or 'error'"),
+        ("agent: {heal: maybe}", "agent.heal: expected true or false"),
+        ("agent: [1]", "agent: expected a mapping"),
+        ("agent: {delivery: {retry_initial: 10s, retry_max: 2s}}",
+         "agent.delivery.retry_max: 2s is shorter than retry_initial 10s"),
+        ("docker: {url: /var/run/docker.sock}",
+         "docker.url: expected a Docker URL such as unix:///var/run/docker.sock or tcp://127.0.0.1:2375"),
+        ("notifiers: [{name: n, type: slack}]", "notifiers[0].type: unknown notifier type 'slack' (expected one of: webhook, file)"),
+        ("notifiers: [{name: n, type: webhook}]", "notifiers[0].url: required"),
+        ("notifiers: [{name: n, type: file, give_up_after: soon}]", "notifiers[0].give_up_after: invalid duration 'soon'"),
+        ("notifiers: [{name: n, type: file, path: ''}]", "notifiers[0].path: must not be empty"),
+        ("notifiers: [{name: n, type: webhook, url: 'http://h/', headers: {X-A: 1}}]", "notifiers[0].headers.X-A: expected a string"),
+    ],
+)
+def test_each_mistake_is_reported_at_its_path(tmp_path: Path, text: str, expected: str) -> None:
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_duplicate_names_point_at_the_first_use(tmp_path: Path) -> None:
+    assert errors(tmp_path, f"""
+        checks: [{TCP}, {TCP.replace("db", "api")}, {TCP}, {TCP.replace("db", "api")}]
+        notifiers: [{{name: ops, type: file}}, {{name: ops, type: file}}]
+    """) == [
+        "checks[2].name: duplicate check name 'db' (also checks[0])",
+        "checks[3].name: duplicate check name 'api' (also checks[1])",
+        "notifiers[1].name: duplicate notifier name 'ops' (also notifiers[0])",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chekcs: []", "chekcs: unknown key (did you mean 'checks'?)"),
+        ("agent: {state_directory: x}", "agent.state_directory: unknown key (did you mean 'state_dir'?)"),
+        ("agent: {api: {listn: '127.0.0.1:1'}}", "agent.api.listn: unknown key (did you mean 'listen'?)"),
+        ("checks: [{name: a, type: tcp, host: h, port: 1, intervall: 5s}]",
+         "checks[0].intervall: unknown key (did you mean 'interval'?)"),
+        ("checks: [{name: a, type: container, container: c, heal: {max_restart: 2}}]",
+         "checks[0].heal.max_restart: unknown key (did you mean 'max_restarts'?)"),
+        ("checks: [{name: a, type: http, url: 'http://h/', expect: {body_contain: ok}}]",
+         "checks[0].expect.body_contain: unknown key (did you mean 'body_contains'?)"),
+        ("notifiers: [{name: n, type: webhook, url: 'http://h/', secrett: x}]",
+         "notifiers[0].secrett: unknown key (did you mean 'secret'?)"),
+        ("defaults: {zzz: 1}", "defaults.zzz: unknown key"),
+    ],
+)
+def test_unknown_keys_suggest_the_closest_known_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_every_mistake_in_a_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    assert errors(tmp_path, """
+        agent:
+          api: {listen: "0.0.0.0:9810"}
+          log_level: loud
+        defaults:
+          severity: SEV-9
+        checks:
+          - name: api
+            type: http
+            url: http://127.0.0.1:8080/health
+            intervall: 10s
+            interval: 10s
+            timeout: 20s
+            notify: [pager]
+          - {name: redis, type: tcp, host: 127.0.0.1, port: 70000, interval: fast}
+          - {name: ftp, type: ftp}
+          - {name: api, type: http}
+        notifiers:
+          - {name: ops, type: webhook, url: "https://hooks.example.com/x", secret: "${SECRET}"}
+          - {name: log, type: file, timeout: 0s}
+        extra: true
+    """) == [
+        "extra: unknown key",
+        "agent.api.listen: 0.0.0.0:9810 is not loopback; set agent.api.token",
+        "agent.log_level: expected 'debug', 'info', 'warning' or 'error'",
+        "defaults.severity: invalid severity 'SEV-9' (expected one of: critical, high, medium, low, or SEV-1 to SEV-4)",
+        "checks[0].timeout: 20s is longer than the interval 10s",
+        "checks[0].intervall: unknown key (did you mean 'interval'?)",
+        "checks[0].notify: no notifier named 'pager' (known: ops, log)",
+        "checks[1].interval: invalid duration 'fast'",
+        "checks[1].port: must be between 1 and 65535, got 70000",
+        "checks[2].type: unknown check type 'ftp' (expected one of: http, tcp, container)",
+        "checks[3].url: required",
+        "checks[3].name: duplicate check name 'api' (also checks[0])",
+        "notifiers[0].secret: environment variable SECRET is not set",
+        "notifiers[1].timeout: must be longer than 0s",
+    ]
+
+
+@pytest.mark.parametrize("secret", ["hunter2", "whsec_", "whsec_not*base64!", "whsec_abc"])
+def test_a_bad_webhook_secret_is_an_error_that_never_shows_the_value(tmp_path: Path, secret: str) -> None:
+    found = errors(tmp_path, f"notifiers: [{{name: ops, type: webhook, url: 'https://h/', secret: '{secret}'}}]")
+    assert found == ["notifiers[0].secret: must be 'whsec_' followed by base64 (the value is not shown)"]
+
+
+def test_secrets_stay_out_of_reprs(tmp_path: Path) -> None:
+    config = load(tmp_path, f"""
+        agent: {{api: {{listen: "0.0.0.0:9810", token: tok3n}}}}
+        checks: [{{name: a, type: http, url: "http://h/", headers: {{Authorization: Bearer b3arer}}}}]
+        notifiers: [{{name: ops, type: webhook, url: "https://hooks.example.com/s3cret", secret: {SECRET}}}]
+    """)
+    shown = repr(config)
+    assert config.agent.api.token == "tok3n"
+    for secret in ("tok3n", "b3arer", "s3cret", SECRET):
+        assert secret not in shown
+
+
+def test_loopback_listen_addresses_need_no_token(tmp_path: Path) -> None:
+    for listen in ("127.0.0.1:1", "127.8.9.1:1", "localhost:1", "[::1]:1"):
+        assert load(tmp_path, f"agent: {{api: {{listen: '{listen}'}}}}").agent.api.listen == listen
+    api = load(tmp_path, "agent: {api: {listen: '[::1]:9810'}}").agent.api
+    assert (api.host, api.port) == ("::1", 9810)
+
+
+# --- the file itself -------------------------------------------------------------------------
+
+
+def test_a_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "checks:\n  - name: a\n    type: [tcp\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    [error] = info.value.errors
+    assert error.startswith(f"{path}:4:1: ")
+
+
+def test_a_duplicate_key_is_an_error_not_a_silent_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "checks: []\nagent: {}\nchecks: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.errors == [f"{path}:3:1: duplicate key 'checks' (first at line 1)"]
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        checks:
+          - &base {name: a, type: tcp, host: h, port: 1}
+          - {<<: *base, name: b, port: 2}
+    """)
+    assert (config.check("b").host, config.check("b").port) == ("h", 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers)"),
+        ("# nothing yet\n", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers)"),
+        ("- a\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers), not a list"),
+        ("hello\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers), not a string"),
+    ],
+)
+def test_an_empty_or_shapeless_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.errors == [f"{path}: {message}"]
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml", {})
+    assert info.value.errors == [f"{tmp_path / 'nope.yaml'}: no such file"]

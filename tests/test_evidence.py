@@ -1,0 +1,503 @@
+"""The evidence bundle: its shape, that secrets never reach it, and that it never waits long."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.dockerclient import ContainerNotFound, DockerEngine
+from agent.evidence import (
+    EvidenceCollector,
+    container_section,
+    docker_time,
+    host_snapshot,
+    iso,
+    response_section,
+)
+from agent.redact import REDACTED
+from checks.base import CheckResult
+
+SECRET = "s3cr3t-value"
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
+
+
+def inspect_attrs() -> dict[str, Any]:
+    """``docker inspect`` of an unhealthy container, as Docker 20.10 (API 1.41) returns it.
+
+    The token is everywhere a careless copy would pick it up: the environment, the command line,
+    the health check's command, a label.
+    """
+    return {
+        "Id": "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f",
+        "Created": "2026-11-24T03:01:10.123456789Z",
+        "Path": "/app/server",
+        "Args": ["--listen", "127.0.0.1:8080", "--token", SECRET],
+        "State": {
+            "Status": "running",
+            "Running": True,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": False,
+            "Dead": False,
+            "Pid": 4242,
+            "ExitCode": 0,
+            "Error": "",
+            "StartedAt": "2026-11-24T03:01:10.987654321Z",
+            "FinishedAt": "0001-01-01T00:00:00Z",
+            "Health": {
+                "Status": "unhealthy",
+                "FailingStreak": 3,
+                "Log": [
+                    {
+                        "Start": "2026-11-24T03:12:40.100200300Z",
+                        "End": "2026-11-24T03:12:40.150000000Z",
+                        "ExitCode": 0,
+                        "Output": "ok\n",
+                    },
+                    {
+                        "Start": "2026-11-24T04:12:41.100200300+01:00",
+                        "End": "2026-11-24T04:12:41.6+01:00",
+                        "ExitCode": 1,
+                        "Output": f"GET /health with token {SECRET}: 503 Service Unavailable\n",
+                    },
+                ],
+            },
+        },
+        "Image": "sha256:9c7a54a9a43cca047013b82af109fe963fde787f63f9e016fdc3384500c2823d",
+        "ResolvConfPath": "/var/lib/docker/containers/3f2a9c1d8e7b/resolv.conf",
+        "HostnamePath": "/var/lib/docker/containers/3f2a9c1d8e7b/hostname",
+        "HostsPath": "/var/lib/docker/containers/3f2a9c1d8e7b/hosts",
+        "LogPath": "/var/lib/docker/containers/3f2a9c1d8e7b/3f2a9c1d8e7b-json.log",
+        "Name": "/api",
+        "RestartCount": 2,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "docker-default",
+        "ExecIDs": None,
+        "HostConfig": {
+            "NetworkMode": "host",
+            "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+            "LogConfig": {"Type": "json-file", "Config": {}},
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": "web-01",
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": [
+                f"API_TOKEN={SECRET}",
+                "DB_PASSWORD=hunter2-db",
+                "AUTH_ENABLED=true",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ],
+            "Cmd": ["--listen", "127.0.0.1:8080", "--token", SECRET],
+            "Healthcheck": {
+                "Test": ["CMD-SHELL", f"wget -q -O- --header 'X-Token: {SECRET}' http://127.0.0.1:8080/health"],
+                "Interval": 5000000000,
+                "Retries": 3,
+            },
+            "Image": "local/api:1.4",
+            "Volumes": None,
+            "WorkingDir": "/app",
+            "Entrypoint": ["/app/server"],
+            "OnBuild": None,
+            "Labels": {"com.example.deploy-token": SECRET},
+        },
+        "NetworkSettings": {"Bridge": "", "SandboxID": "7c1e", "Networks": {"host": {"NetworkID": "aa11"}}},
+    }
+
+
+LOGS = [
+    "2026-11-24T03:12:39.000000001Z starting server on 127.0.0.1:8080",
+    f"2026-11-24T03:12:40.250000000Z debug: outbound auth header is {SECRET}",
+    "2026-11-24T03:12:41.500000000Z error: db connect failed (password hunter2-db rejected)\n",
+]
+
+
+def result(
+    ok: bool, at: float, message: str = "HTTP 200", details: dict[str, Any] | None = None
+) -> CheckResult:
+    return CheckResult("api", ok, at, 0.0123, message, details or {})
+
+
+def http_failure(
+    body: str,
+    headers: dict[str, str],
+    *,
+    url: str = "http://127.0.0.1/",
+    status: int = 500,
+    truncated: bool = False,
+    message: str = "HTTP 500",
+) -> CheckResult:
+    """A failing http result with ``details["response"]`` as checks/http.py records it."""
+    response = {"url": url, "status": status, "headers": headers, "body": body,
+                "body_truncated": truncated}  # fmt: skip
+    return result(False, T0, message, {"response": response})
+
+
+# -- container_section: pure, from raw inspect attrs ----------------------------------------
+
+
+def test_container_section_never_carries_the_environment_or_its_secret_values() -> None:
+    """A secret in Config.Env, Cmd, labels and the health command appears nowhere in the section."""
+    attrs = inspect_attrs()
+    section = container_section(attrs, LOGS, [SECRET, "hunter2-db"])
+    dumped = json.dumps(section)
+
+    assert SECRET not in dumped
+    assert "hunter2-db" not in dumped
+    assert "API_TOKEN" not in dumped and "/usr/local/sbin" not in dumped, "the env is never copied"
+    assert section["logs"][1] == f"2026-11-24T03:12:40.250000000Z debug: outbound auth header is {REDACTED}"
+
+
+def test_container_section_maps_identity_state_and_health() -> None:
+    """Identity and state come out in the bundle's names, times as ISO-8601 UTC milliseconds."""
+    section = container_section(inspect_attrs(), LOGS, [SECRET])
+
+    assert section["name"] == "api"
+    assert section["id"] == "3f2a9c1d8e7b"
+    assert section["image"] == "local/api:1.4"
+    assert section["state"] == {
+        "status": "running",
+        "running": True,
+        "exit_code": 0,
+        "oom_killed": False,
+        "restart_count": 2,
+        "started_at": "2026-11-24T03:01:10.987Z",
+        "finished_at": None,  # Docker's "never": 0001-01-01T00:00:00Z
+        "health": {
+            "status": "unhealthy",
+            "failing_streak": 3,
+            "log": [
+                {
+                    "start": "2026-11-24T03:12:40.100Z",
+                    "end": "2026-11-24T03:12:40.150Z",
+                    "exit_code": 0,
+                    "output": "ok",
+                },
+                {
+                    "start": "2026-11-24T03:12:41.100Z",  # +01:00 in Docker, UTC here
+                    "end": "2026-11-24T03:12:41.600Z",
+                    "exit_code": 1,
+                    "output": f"GET /health with token {REDACTED}: 503 Service Unavailable",
+                },
+            ],
+        },
+    }
+    assert section["logs"][0] == LOGS[0]
+    assert section["logs"][2].endswith("rejected)"), "trailing newlines are dropped"
+
+
+def test_container_section_without_health_check_or_state() -> None:
+    """A container with no health check has health null; missing fields do not raise."""
+    attrs = {
+        "Id": "abc",
+        "Name": "/bare",
+        "Image": "sha256:1",
+        "Config": {},
+        "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": True},
+    }
+    section = container_section(attrs, [], [])
+    assert section["image"] == "sha256:1"
+    assert section["state"]["health"] is None
+    assert section["state"]["oom_killed"] is True
+    assert section["state"]["exit_code"] == 137
+    assert section["logs"] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-24T03:12:42.123456789Z", "2026-11-24T03:12:42.123Z"),
+        ("2026-11-24T03:12:42Z", "2026-11-24T03:12:42.000Z"),
+        ("2026-11-24T05:12:42.5+02:00", "2026-11-24T03:12:42.500Z"),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_docker_time(raw: str | None, expected: str | None) -> None:
+    assert docker_time(raw) == expected
+
+
+def test_iso_has_milliseconds_and_z() -> None:
+    assert iso(T0 + 0.1234) == "2026-11-18T11:06:40.123Z"
+
+
+# -- response_section: pure, from the http check's details -----------------------------------
+
+
+def test_response_section_redacts_url_headers_and_body() -> None:
+    failing = result(
+        False,
+        T0,
+        "HTTP 500",
+        {
+            "response": {
+                "url": "http://ops:pw@127.0.0.1:8080/health?api_key=k-999&verbose=1",
+                "status": 500,
+                "headers": {
+                    "Content-Type": "application/json",
+                    "Set-Cookie": "sid=abc; HttpOnly",
+                    "X-Upstream": f"auth={SECRET}",
+                },
+                "body": json.dumps({"error": f"db down, tried {SECRET}", "dsn": "postgres://a:b@db/x", "retry": 3}),
+                "body_truncated": False,
+            }
+        },
+    )
+
+    section = response_section(failing, [SECRET])
+
+    assert section == {
+        "url": f"http://{REDACTED}@127.0.0.1:8080/health?api_key={REDACTED}&verbose=1",
+        "status": 500,
+        "headers": {"Content-Type": "application/json", "Set-Cookie": REDACTED, "X-Upstream": f"auth={REDACTED}"},
+        "body": json.dumps({"error": f"db down, tried {REDACTED}", "dsn": REDACTED, "retry": 3}),
+        "body_truncated": False,
+    }
+
+
+def test_response_section_scrubs_a_truncated_body_as_text() -> None:
+    body = '{"status": "down", "password": "hunter2", "trace": "' + "x" * 50
+    failing = http_failure(body, {"content-type": "application/json"}, status=503, truncated=True)
+    section = response_section(failing, [])
+    assert section is not None
+    assert "hunter2" not in section["body"]
+    assert section["body"].startswith(f'{{"status": "down", "password": "{REDACTED}"')
+    assert section["body_truncated"] is True
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [None, result(False, T0, "connection refused"), result(False, T0, "x", {"response": None})],
+)
+def test_response_section_is_null_without_an_http_response(failing: CheckResult | None) -> None:
+    assert response_section(failing, []) is None
+
+
+# -- host_snapshot ------------------------------------------------------------------------------
+
+
+def test_host_snapshot_shape(tmp_path: Path) -> None:
+    """Host figures for / and the state dir, and five top processes, in plain JSON types."""
+    missing = tmp_path / "gone"
+    snap = host_snapshot([Path("/"), tmp_path, Path("/"), missing])
+
+    json.dumps(snap)  # plain types only
+    assert snap["hostname"]
+    assert 0.0 <= snap["cpu_percent"] <= 100.0
+    assert len(snap["load_avg"]) == 3
+    assert snap["memory"]["total"] >= snap["memory"]["available"] > 0
+    assert [d["path"] for d in snap["disk"]] == ["/", str(tmp_path), str(missing)]
+    assert snap["disk"][0]["total"] >= snap["disk"][0]["used"] > 0
+    assert "error" in snap["disk"][2]
+    tops = snap["top_processes"]
+    assert 1 <= len(tops) <= 5
+    assert set(tops[0]) == {"pid", "name", "cpu_percent", "rss"}
+    keys = [(p["cpu_percent"], p["rss"]) for p in tops]
+    assert keys == sorted(keys, reverse=True)
+
+
+# -- collect() ---------------------------------------------------------------------------------
+
+
+class SilentDocker:
+    """A Docker that accepts calls and never answers: what a hung engine looks like from here."""
+
+    def __init__(self) -> None:
+        self.never = asyncio.Event()
+        self.calls: list[str] = []
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        self.calls.append(f"inspect {name}")
+        await self.never.wait()
+        raise AssertionError("unreachable")
+
+    async def logs(self, name: str, tail: int = 200) -> list[str]:
+        self.calls.append(f"logs {name} {tail}")
+        return list(LOGS)
+
+
+class FixedDocker:
+    """A Docker that answers with recorded data, or with the error a missing container gets."""
+
+    def __init__(self, attrs: dict[str, Any] | None, logs: list[str] | Exception) -> None:
+        self.attrs = attrs
+        self._logs = logs
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        if self.attrs is None:
+            raise ContainerNotFound(f"container {name!r} not found")
+        return self.attrs
+
+    async def logs(self, name: str, tail: int = 200) -> list[str]:
+        if isinstance(self._logs, Exception):
+            raise self._logs
+        return self._logs[-tail:]
+
+
+async def test_collect_without_docker_has_checks_and_host(tmp_path: Path) -> None:
+    """Without a container: checks capped to the last 20, oldest first; host filled; no container."""
+    history = [result(i % 3 != 0, T0 + i, f"run {i}") for i in range(25)]
+    collector = EvidenceCollector(None, tmp_path, clock=lambda: T0 + 30.5)
+
+    bundle = await collector.collect(
+        phase="opened", history=history[::-1], failing=history[-1], container=None
+    )
+
+    json.dumps(bundle)
+    assert bundle["phase"] == "opened"
+    assert bundle["collected_at"] == "2026-11-18T11:07:10.500Z"
+    assert [c["message"] for c in bundle["checks"]] == [f"run {i}" for i in range(5, 25)]
+    assert bundle["checks"][0] == {"at": iso(T0 + 5), "ok": True, "latency_ms": 12.3, "message": "run 5"}
+    assert all(ISO_MS.match(c["at"]) for c in bundle["checks"])
+    assert bundle["response"] is None
+    assert bundle["container"] is None
+    host = bundle["host"]
+    assert set(host) == {"hostname", "cpu_percent", "load_avg", "memory", "disk", "top_processes"}
+    assert [d["path"] for d in host["disk"]] == ["/", str(tmp_path)]
+
+
+async def test_collect_validates_against_the_published_schema(tmp_path: Path) -> None:
+    """The bundle is what webhook receivers were promised (``$defs.evidence`` of the v1 schema)."""
+    from jsonschema import Draft202012Validator
+
+    schema_path = Path(__file__).parent.parent / "agent/schemas/incident-v1.schema.json"
+    schema = json.loads(schema_path.read_text())
+    validator = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/evidence"})
+    failing = http_failure("boom", {"Content-Type": "text/plain"})
+    collector = EvidenceCollector(FixedDocker(inspect_attrs(), list(LOGS)), tmp_path)  # type: ignore[arg-type]
+
+    bundle = await collector.collect(phase="opened", history=[failing], failing=failing, container="api")
+
+    errors = [e.message for e in validator.iter_errors(dict(bundle, url="http://127.0.0.1:9810/x"))]
+    assert errors == []
+
+
+async def test_collect_masks_container_env_secrets_everywhere(tmp_path: Path) -> None:
+    """Secret env values and extra secrets are masked in logs, health output, body and messages."""
+    failing = http_failure(
+        f"env says {SECRET}; hook whsec_c2VjcmV0",
+        {"Content-Type": "text/plain", "X-Echo": "whsec_c2VjcmV0"},
+        message=f"HTTP 500 from http://127.0.0.1/?sig={SECRET}",
+    )
+    collector = EvidenceCollector(FixedDocker(inspect_attrs(), list(LOGS)), tmp_path)  # type: ignore[arg-type]
+
+    bundle = await collector.collect(
+        phase="opened", history=[failing], failing=failing, container="api", extra_secrets=["whsec_c2VjcmV0"]
+    )
+
+    dumped = json.dumps(bundle)
+    for secret in (SECRET, "hunter2-db", "whsec_c2VjcmV0"):
+        assert secret not in dumped
+    assert bundle["response"]["body"] == f"env says {REDACTED}; hook {REDACTED}"
+    assert bundle["container"]["logs"][1].endswith(f"auth header is {REDACTED}")
+    probe = bundle["container"]["state"]["health"]["log"][1]
+    assert probe["output"].startswith(f"GET /health with token {REDACTED}")
+
+
+async def test_collect_reports_a_missing_container_as_its_error(tmp_path: Path) -> None:
+    collector = EvidenceCollector(FixedDocker(None, []), tmp_path)  # type: ignore[arg-type]
+    bundle = await collector.collect(phase="resolved", history=[], failing=None, container="ghost")
+    assert bundle["container"] == {"name": "ghost", "error": "container 'ghost' not found"}
+    assert bundle["phase"] == "resolved"
+    assert "hostname" in bundle["host"]
+
+
+async def test_collect_keeps_container_state_when_only_logs_fail(tmp_path: Path) -> None:
+    docker = FixedDocker(inspect_attrs(), OSError("log driver none"))
+    collector = EvidenceCollector(docker, tmp_path)  # type: ignore[arg-type]
+    bundle = await collector.collect(phase="opened", history=[], failing=None, container="api")
+    assert bundle["container"]["state"]["status"] == "running"
+    assert bundle["container"]["logs"] == []
+    assert bundle["container"]["logs_error"] == "OSError: log driver none"
+
+
+async def test_collect_with_docker_but_no_container_tied(tmp_path: Path) -> None:
+    docker = SilentDocker()
+    collector = EvidenceCollector(docker, tmp_path)  # type: ignore[arg-type]
+    bundle = await collector.collect(phase="opened", history=[], failing=None, container=None)
+    assert bundle["container"] is None
+    assert docker.calls == []
+
+
+async def test_collect_returns_within_time_bound_when_docker_hangs(tmp_path: Path) -> None:
+    """A hung Docker costs one section, not the bundle, and no more than the time bound."""
+    docker = SilentDocker()
+    collector = EvidenceCollector(docker, tmp_path, time_bound=0.3)  # type: ignore[arg-type]
+    history = [result(False, T0, "HTTP 500")]
+
+    started = time.monotonic()
+    bundle = await collector.collect(phase="opened", history=history, failing=history[0], container="api")
+    elapsed = time.monotonic() - started
+
+    assert 0.3 <= elapsed < 1.0
+    assert docker.calls == ["inspect api", "logs api 200"]
+    assert bundle["container"] == {"name": "api", "error": "timed out after 300ms"}
+    assert "hostname" in bundle["host"]
+    assert bundle["checks"][0]["message"] == "HTTP 500"
+
+
+async def test_collect_bounds_a_slow_host_section(tmp_path: Path) -> None:
+    """A host snapshot stuck in its thread (here: on a lock) becomes the host section's error."""
+    collector = EvidenceCollector(None, tmp_path, time_bound=0.2)
+    # The sampler's lock held by the test stands in for a /proc read that hangs.
+    collector._host._lock.acquire()
+    try:
+        started = time.monotonic()
+        bundle = await collector.collect(phase="opened", history=[], failing=None, container=None)
+        elapsed = time.monotonic() - started
+    finally:
+        collector._host._lock.release()
+
+    assert elapsed < 1.0
+    assert bundle["host"] == {"error": "timed out after 200ms"}
+    assert bundle["checks"] == []
+
+
+# -- against a real Docker engine ------------------------------------------------------------
+
+
+@pytest.mark.docker
+async def test_collect_from_a_real_container(docker_url: str, run_container, tmp_path: Path) -> None:
+    """End to end: a container that prints its own token yields a bundle without the token."""
+    name = f"lg-evidence-{uuid.uuid4().hex[:8]}"
+    run_container(
+        name,
+        ["sh", "-c", 'echo "booting with $API_TOKEN"; echo ready; trap "exit 0" TERM; sleep 3600 & wait'],
+        environment={"API_TOKEN": SECRET, "LOG_LEVEL": "debug"},
+    )
+    engine = DockerEngine(docker_url, timeout=10.0)
+    collector = EvidenceCollector(engine, tmp_path, time_bound=10.0)
+    try:
+        deadline = time.monotonic() + 15
+        while len(await engine.logs(name)) < 2:  # the container's echo is asynchronous to us
+            assert time.monotonic() < deadline, "container never logged"
+            await asyncio.sleep(0.05)
+        bundle = await collector.collect(phase="opened", history=[], failing=None, container=name)
+    finally:
+        await engine.close()
+
+    container = bundle["container"]
+    assert container["name"] == name
+    assert container["state"]["running"] is True
+    assert ISO_MS.match(container["state"]["started_at"])
+    assert [line.split(" ", 1)[1] for line in container["logs"]] == [f"booting with {REDACTED}", "ready"]
+    assert SECRET not in json.dumps(bundle)
