@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = structlog.get_logger("lifeguard.engine")
 
 HISTORY = 20  # results kept in memory per check: what evidence shows
+# A heal waits at most this long for the opening evidence (itself bounded at ~3 s), so the bundle
+# shows the container as it failed, not as the restart left it.
+EVIDENCE_BEFORE_HEAL = 5.0
 
 # decision -> (timeline kind, event, event reason)
 _RECORDS: dict[str, tuple[str, str | None, str | None]] = {
@@ -208,6 +211,8 @@ class Engine:
             self.on_events()
         kinds = {d.kind for d in decisions}
         if "open" in kinds:
+            # Registered before any task runs, so a restart spawned below always finds it.
+            self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result))
         if "resolve" in kinds:
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None))
@@ -217,6 +222,10 @@ class Engine:
     # -- slow parts ------------------------------------------------------------------------
     async def _restart(self, tracked: Tracked, incident_id: str, container: str) -> None:
         assert self.healer is not None
+        try:
+            await asyncio.wait_for(self.evidence_ready(incident_id, "opened"), EVIDENCE_BEFORE_HEAL)
+        except TimeoutError:
+            log.warning("evidence.late", incident_id=incident_id, phase="opened", before="heal")
         outcome = await self.healer.heal(container)
         log.info(
             "heal.restart", check=tracked.config.name, incident_id=incident_id,

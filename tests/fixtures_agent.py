@@ -135,13 +135,15 @@ class Receiver:
 class AgentProcess:
     """``lifeguard run`` as a real subprocess."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None, number: int = 1
+    ) -> None:
         self.workdir = workdir
         self.config = config
         self.env = env or {}
         self.api_port = int(config["agent"]["api"]["listen"].rsplit(":", 1)[1])
         self.config_path = workdir / "config.yaml"
-        self.log_path = workdir / "agent.log"
+        self.log_path = workdir / f"agent-{number}.log"  # one per process: restarts are told apart
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []
 
@@ -257,7 +259,7 @@ def spawn_agent(tmp_path: Path) -> Any:
     started: list[AgentProcess] = []
 
     def spawn(config: dict[str, Any], env: dict[str, str] | None = None, args: list[str] | None = None) -> AgentProcess:
-        agent = AgentProcess(tmp_path, config, env)
+        agent = AgentProcess(tmp_path, config, env, number=len(started) + 1)
         agent.extra_args = args or []
         agent.start()
         started.append(agent)
