@@ -9,8 +9,6 @@ paths are already applied, so no consumer ever looks at ``defaults`` or the file
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import ipaddress
 import os
@@ -210,7 +208,7 @@ def _absolute(path: str | Path, base: Path) -> Path:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -497,10 +495,12 @@ class WebhookNotifierConfig(_NotifierBase):
     def _standard_webhooks_secret(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        key = value[len("whsec_") :] if value.startswith("whsec_") else None
+        from agent.signing import decode_secret
+
         try:
-            valid = bool(key) and bool(base64.b64decode(key, validate=True))  # type: ignore[arg-type]
-        except (binascii.Error, ValueError):
+            decode_secret(value)  # the same rule the webhook notifier signs with
+            valid = True
+        except ValueError:
             valid = False
         if not valid:
             # Never echo the value: it is a secret even when it is a malformed one.

@@ -151,10 +151,10 @@ class Daemon:
 
         from agent.api import create_app
 
-        host, _, port = self.config.agent.api.listen.rpartition(":")
+        api = self.config.agent.api
         self._runner = web.AppRunner(create_app(self), access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        await web.TCPSite(self._runner, api.host, api.port).start()
 
     async def _every(self, period: float, fn: Any, first: float | None = None) -> None:
         await asyncio.sleep(period if first is None else first)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.payload import iso
 from agent.redact import (
     redact_body,
     redact_headers,
@@ -52,11 +53,6 @@ LOG_LINE_LIMIT = 2000
 _CPU_WARMUP = 0.05
 # Snapshots closer together than this (incidents opening together) share one CPU reading.
 _CPU_MIN_WINDOW = 0.5
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as ISO-8601 UTC with milliseconds and ``Z`` (``2026-11-24T03:12:42.123Z``)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class EvidenceCollector:

@@ -25,6 +25,9 @@ def generate_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode("ascii")
 
 
+MIN_KEY_BYTES = 16  # Standard Webhooks recommends 24 to 64
+
+
 def decode_secret(secret: str) -> bytes:
     """The HMAC key inside a ``whsec_<base64>`` secret; ``ValueError`` says what is wrong."""
     if not isinstance(secret, str):
@@ -40,6 +43,10 @@ def decode_secret(secret: str) -> bytes:
         key = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"webhook secret is not valid base64 after '{PREFIX}'") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"webhook secret is too short: {len(key)} bytes, at least {MIN_KEY_BYTES} (lifeguard gen-secret makes one)"
+        )
     return key
 
 

@@ -278,8 +278,13 @@ def test_a_secret_without_padding_is_accepted() -> None:
     assert secret.endswith("=")
 
     assert decode_secret(secret.rstrip("=")) == decode_secret(secret)
-    assert decode_secret("whsec_" + "QUJD") == b"ABC"
-    assert decode_secret("whsec_" + "QUI") == b"AB"
+    assert decode_secret("whsec_" + "QUJDREVGR0hJSktMTU5PUFFS") == b"ABCDEFGHIJKLMNOPQR"
+    assert decode_secret("whsec_" + "QUJDREVGR0hJSktMTU5PUFE") == b"ABCDEFGHIJKLMNOPQ"
+
+
+def test_a_secret_shorter_than_16_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="too short: 3 bytes, at least 16"):
+        decode_secret("whsec_QUJD")
 
 
 @pytest.mark.parametrize(
