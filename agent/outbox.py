@@ -42,7 +42,7 @@ def backoff(attempt: int, policy: DeliveryPolicy) -> float:
     from tenacity import RetryCallState, wait_exponential_jitter
 
     wait = wait_exponential_jitter(
-        initial=policy.retry_initial, max=policy.retry_max, jitter=policy.retry_initial
+        multiplier=policy.retry_initial, max=policy.retry_max, jitter=policy.retry_initial
     )
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt

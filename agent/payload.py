@@ -49,18 +49,9 @@ def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> di
             "max_restarts": row["max_restarts"],
             "last_result": state.get("last_heal"),
         }
-    return {
-        "id": row["id"],
-        "check": row["check_name"],
-        "check_type": row["check_type"],
+    return incident_summary(row) | {
         "target": row["target"],
         "container": row["container"],
-        "status": row["status"],
-        "severity": row["severity"],
-        "sev": sev_label(row["severity"]),
-        "title": row["title"],
-        "opened_at": iso(row["opened_at"]),
-        "resolved_at": iso(row["resolved_at"]),
         "resolve_reason": row["resolve_reason"],
         "heal": heal,
         "timeline": [

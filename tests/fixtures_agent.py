@@ -44,17 +44,40 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, st
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Target:
+class LocalServer:
+    """A real aiohttp server on 127.0.0.1; subclasses add their routes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.release = asyncio.Event()  # lets hanging handlers finish at stop
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class Target(LocalServer):
     """An HTTP service whose /health answers what the test says."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.status = 200
         self.body = "ok"
         self.hang = asyncio.Event()  # set() => handlers hang until released
-        self.release = asyncio.Event()
-        self.port = free_port()
         self.hits = 0
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -66,32 +89,21 @@ class Target:
             await self.release.wait()
         return web.Response(status=self.status, text=self.body)
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self._runner:
-            await self._runner.cleanup()
 
 
-class Receiver:
+class Receiver(LocalServer):
     """A webhook receiver that verifies Standard Webhooks signatures and keeps every request."""
 
     def __init__(self, port: int | None = None, secret: str = SECRET) -> None:
         from standardwebhooks.webhooks import Webhook
 
-        self.port = port or free_port()
+        super().__init__(port)
         self.verifier = Webhook(secret)
-        self.requests: list[dict[str, Any]] = []  # every request, verified or not
+        self.requests: list[dict[str, Any]] = []  # every verified request, in arrival order
         self.status = 200
         self.hang = False
-        self.release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -118,18 +130,8 @@ class Receiver:
         self.requests.append(entry)
         return web.Response(status=self.status, text="{}")
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self._runner:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 class AgentProcess:
