@@ -78,6 +78,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        # SIGHUP's default action would kill the agent; live reload is not built yet.
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: log.warning("daemon.reload_unsupported", hint="restart the agent to apply a new config"),
+        )
         try:
             await self.stopping.wait()
         finally:

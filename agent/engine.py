@@ -148,7 +148,7 @@ class Engine:
                 duration_ms=round(result.latency * 1000, 1),
                 message=result.message,
             )
-            if previous is None or previous.ok != result.ok:
+            if (previous is None and not result.ok) or (previous is not None and previous.ok != result.ok):
                 log.info(
                     "check.recovered" if result.ok else "check.failing",
                     check=result.check,

@@ -93,6 +93,10 @@ async def test_api_errors_and_health(target, receiver, spawn_agent) -> None:
     status, body = await agent.api("/nope")
     assert status == 404 and "error" in body
 
+    agent.signal(signal.SIGHUP)  # no live reload yet: it must not kill the agent
+    await wait_until(lambda: "daemon.reload_unsupported" in agent.log_text(), 5, "the SIGHUP warning")
+    assert (await agent.api("/health"))[0] == 200
+
 
 async def test_api_token_guards_every_route_but_health(target, receiver, spawn_agent) -> None:
     cfg = agent_config([{"name": "api", "type": "http", "url": target.url}], [webhook(receiver)])
@@ -233,6 +237,7 @@ async def test_ten_megabyte_body_is_not_read(receiver, spawn_agent) -> None:
 
 async def test_file_notifier_appends_json_lines(target, spawn_agent, tmp_path) -> None:
     cfg = agent_config([{"name": "api", "type": "http", "url": target.url}], [{"name": "log", "type": "file"}])
+    cfg["agent"]["api"]["public_url"] = "https://lifeguard.example.net/web-01/"
     target.status = 503
     agent = spawn_agent(cfg)
     await agent.ready()
@@ -240,6 +245,8 @@ async def test_file_notifier_appends_json_lines(target, spawn_agent, tmp_path) -
     await wait_until(lambda: path.exists() and path.read_text().strip(), 10, "events.jsonl")
     first = json.loads(path.read_text().splitlines()[0])
     assert first["event"] == "incident.opened" and first["incident"]["check"] == "api"
+    incident_id = first["incident"]["id"]
+    assert first["evidence"]["url"] == f"https://lifeguard.example.net/web-01/api/incidents/{incident_id}/evidence"
 
 
 async def test_removed_check_resolves_its_incident_at_start(target, receiver, spawn_agent) -> None:

@@ -1,0 +1,84 @@
+"""The scheduler: slots that do not drift, the cap on checks in flight, errors contained."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from agent.scheduler import Scheduler, next_slot
+from checks.base import Check, CheckContext, CheckResult, Outcome
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [(100.0, 110.0), (105.0, 110.0), (110.0, 120.0), (137.5, 140.0), (99.0, 110.0)],
+)
+def test_next_slot_stays_on_the_grid(now: float, expected: float) -> None:
+    assert next_slot(start=100.0, interval=10.0, now=now) == expected
+
+
+class Gate(Check):
+    """A check that holds its slot until the test opens the gate."""
+
+    type = "gate"
+
+    def __init__(self, name: str, gate: asyncio.Event, running: list[str]) -> None:
+        super().__init__(SimpleNamespace(name=name, timeout=5.0, interval=60.0), CheckContext())
+        self.gate = gate
+        self.running = running
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    async def probe(self) -> Outcome:
+        self.running.append(self.name)
+        await self.gate.wait()
+        return Outcome(True, "ok")
+
+
+async def test_checks_in_flight_are_capped() -> None:
+    gate, running, results = asyncio.Event(), [], []
+
+    async def on_result(r: CheckResult) -> None:
+        results.append(r.check)
+
+    checks = [Gate(f"c{i}", gate, running) for i in range(5)]
+    scheduler = Scheduler(checks, on_result, max_concurrent=2, jitter=False)
+    tasks = [asyncio.create_task(scheduler.run_once(c)) for c in checks]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(running) == 2 and scheduler.running == 2
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert sorted(results) == [f"c{i}" for i in range(5)] and scheduler.running == 0
+
+
+async def test_an_engine_error_does_not_stop_the_check() -> None:
+    gate = asyncio.Event()
+    gate.set()
+
+    async def broken(r: CheckResult) -> None:
+        raise RuntimeError("boom")
+
+    scheduler = Scheduler([], broken, jitter=False)
+    result = await scheduler.run_once(Gate("c", gate, []))
+    assert result.ok
+
+
+async def test_a_probe_that_raises_is_a_failing_result() -> None:
+    class Broken(Gate):
+        async def probe(self) -> Outcome:
+            raise ValueError("bad thing")
+
+    result = await Broken("b", asyncio.Event(), []).run()
+    assert not result.ok and result.message == "ValueError: bad thing"
+
+
+async def test_a_probe_that_hangs_times_out() -> None:
+    check = Gate("h", asyncio.Event(), [])
+    check.config = SimpleNamespace(name="h", timeout=0.05, interval=1.0)
+    result = await check.run()
+    assert not result.ok and result.message == "timed out after 50ms"
