@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent import incidents
 from agent.durations import format_duration, parse_duration
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
 SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers")
-SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITIES = incidents.SEVERITIES  # one list: the incident engine owns severities
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 
 

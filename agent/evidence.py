@@ -33,6 +33,7 @@ from agent.redact import (
     redact_url,
     secret_env_values,
 )
+from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.dockerclient import DockerEngine
@@ -136,7 +137,7 @@ class EvidenceCollector:
         try:
             return await asyncio.wait_for(aw, self.time_bound)
         except TimeoutError:
-            return _Failure(f"timed out after {_fmt_seconds(self.time_bound)}")
+            return _Failure(f"timed out after {format_duration(self.time_bound)}")
         except Exception as exc:  # evidence is best effort: a failure is reported, not raised
             return _Failure(_describe(exc))
 
@@ -383,10 +384,4 @@ def _describe(exc: BaseException) -> str:
     if from_docker and text:
         return text
     return f"{type(exc).__name__}: {text}".rstrip(": ")
-
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:g}s"
 

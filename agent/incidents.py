@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+from agent.durations import format_duration
 
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -217,7 +218,7 @@ def _heal_step(
         step.add(
             "heal_exhausted",
             f"restart budget spent for container '{heal.container}': "
-            f"{used} of {heal.max_restarts} attempts used within {_fmt(heal.within)}",
+            f"{used} of {heal.max_restarts} attempts used within {format_duration(heal.within)}",
         )
 
 
@@ -226,9 +227,3 @@ def restart_call_failed(state: CheckState) -> None:
     state.verifying = False
     state.last_heal = "failed"
 
-
-def _fmt(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
@@ -99,7 +100,7 @@ class Check:
             async with asyncio.timeout(self.config.timeout):
                 outcome = await self.probe()
         except TimeoutError:
-            outcome = Outcome(False, f"timed out after {_fmt_seconds(self.config.timeout)}")
+            outcome = Outcome(False, f"timed out after {format_duration(self.config.timeout)}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken probe is a failing result, never a dead task
@@ -113,8 +114,3 @@ class Check:
             details=outcome.details,
         )
 
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:g}s"

@@ -57,9 +57,3 @@ class Notifier:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-
-def fmt_seconds(seconds: float) -> str:
-    """A duration as people write it in details: ``300ms``, ``10s``, ``1.5s``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:g}s"

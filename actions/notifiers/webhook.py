@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import agent
-from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier, fmt_seconds
+from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+from agent.durations import format_duration
 from agent.signing import PREFIX as SECRET_PREFIX
 from agent.signing import decode_secret, sign_with_key
 
@@ -136,7 +137,7 @@ def _classify_error(exc: Exception, timeout: float, redact: Callable[[str], str]
 
     # Order matters: aiohttp's timeout errors are also ClientErrors, InvalidURL is also a ValueError.
     if isinstance(exc, TimeoutError):
-        return Delivery("retry", f"timed out after {fmt_seconds(timeout)}")
+        return Delivery("retry", f"timed out after {format_duration(timeout)}")
     if isinstance(exc, aiohttp.InvalidURL):
         # The URL is not echoed: webhook URLs often carry a token in their path.
         return Delivery("dead", "invalid webhook URL")
