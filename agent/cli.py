@@ -97,14 +97,14 @@ async def _once(config: Config) -> int:
         if docker is not None:
             await docker.close()
     rows = [("CHECK", "TYPE", "TARGET", "STATUS", "LATENCY", "MESSAGE")]
-    for check, r in zip(checks, results):
+    for check, r in zip(checks, results, strict=True):
         rows.append(
             (check.name, check.config.type, check.target, "ok" if r.ok else "FAILING",
              f"{r.latency * 1000:.0f}ms", r.message)
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5])
     failing = sum(not r.ok for r in results)
     print(f"\n{len(results) - failing} passing, {failing} failing")
     return EXIT_FAILING if failing else EXIT_OK

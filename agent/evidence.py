@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.durations import format_duration
 from agent.payload import iso
 from agent.redact import (
     redact_body,
@@ -33,7 +34,6 @@ from agent.redact import (
     redact_url,
     secret_env_values,
 )
-from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.dockerclient import DockerEngine

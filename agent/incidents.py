@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
 from agent.durations import format_duration
 
 SEVERITIES = ("critical", "high", "medium", "low")

@@ -10,7 +10,6 @@ itself need not be reachable). Target: an idle agent under 60 MB RSS.
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import statistics
 import subprocess

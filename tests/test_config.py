@@ -402,7 +402,7 @@ def test_an_empty_secret_or_token_from_the_environment_means_none(tmp_path: Path
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (f"checks: [{{name: a, type: tcp, host: h, port: 1, interval: fast}}]",
+        ("checks: [{name: a, type: tcp, host: h, port: 1, interval: fast}]",
          "checks[0].interval: invalid duration 'fast'"),
         ("checks: [{name: a, type: tcp, host: h, port: 1, interval: 10}]",
          "checks[0].interval: invalid duration 10 (a unit is required, e.g. '10s')"),

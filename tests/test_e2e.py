@@ -296,8 +296,8 @@ async def test_once_and_check_config_commands(target, tmp_path) -> None:
     assert once.returncode == 1
     lines = once.stdout.splitlines()
     assert lines[0].split()[:4] == ["CHECK", "TYPE", "TARGET", "STATUS"]
-    assert any(l.startswith("api ") and " ok " in l for l in lines)
-    assert any(l.startswith("closed ") and "FAILING" in l and "connection refused" in l for l in lines)
+    assert any(line.startswith("api ") and " ok " in line for line in lines)
+    assert any(line.startswith("closed ") and "FAILING" in line and "connection refused" in line for line in lines)
     target.status = 200
     cfg["checks"] = cfg["checks"][:1]
     path.write_text(yaml.safe_dump(cfg))

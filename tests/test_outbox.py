@@ -177,7 +177,7 @@ async def test_retry_after_is_honoured_and_stored(store, session) -> None:
     box.start()
     try:
         await wait_until(lambda: len(rx.got) == 1, 5, "the 429")
-        rows = await rows_when(store, lambda rows: rows[0]["attempts"] == 1)
+        await rows_when(store, lambda rows: rows[0]["attempts"] == 1)
         next_at = await store.run(store.next_due_at, "ops")
     finally:
         await box.stop()

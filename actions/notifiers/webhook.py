@@ -14,7 +14,8 @@ import email.utils
 import errno
 import math
 import time
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import agent
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
