@@ -432,3 +432,37 @@ async def test_agent_rides_out_an_unreachable_docker(
     assert resolved["incident"]["id"] == opened["incident"]["id"]
     assert resolved["evidence"]["container"]["state"]["status"] == "running"
     assert {e["incident"]["check"] for e in receiver.events} == {"alive"}
+
+
+async def test_no_heal_is_a_dry_run(docker_url, docker_client, run_container, receiver, spawn_agent) -> None:
+    """`run --no-heal`: the timeline says what it would restart; nothing is restarted or spent."""
+    name = unique("dry")
+    run_container(name)
+    cfg = docker_config(
+        [{"name": "dry", "type": "container", "container": name, "heal": heal(3, cooldown="200ms")}],
+        [webhook(receiver)],
+        docker_url,
+    )
+    agent = spawn_agent(cfg, ENV, args=["--no-heal"])
+    await agent.ready()
+    await wait_checks(agent, {"dry": "passing"})
+    before = await inspect(docker_client, name)
+    await kill(docker_client, name)
+    opened = (await wait_until(lambda: receiver.of("incident.opened"), 10, "incident.opened"))[0]
+    incident_id = opened["incident"]["id"]
+    # several cooldowns pass while it keeps failing
+    await poll(lambda: agent.api("/api/checks"), lambda r: r[1]["checks"][0]["state"] == "failing", 5, "failing")
+    hits = len([e for e in agent.log_events() if e.get("event") == "check.completed"])
+    await wait_until(
+        lambda: len([e for e in agent.log_events() if e.get("event") == "check.completed"]) >= hits + 5,
+        10, "five more check runs",
+    )  # fmt: skip
+    status, full = await agent.api(f"/api/incidents/{incident_id}")
+    dry = [t for t in full["timeline"] if t["kind"] == "heal_attempted"]
+    assert len(dry) == 1 and dry[0]["message"].startswith(f"dry run: would restart container '{name}'")
+    assert full["heal"]["restarts"] == 0 and full["heal"]["last_result"] == "dry_run"
+    assert not [e for e in receiver.events if e["event"] in HEAL_EVENTS | {"incident.escalated"}]
+    after = await inspect(docker_client, name)
+    assert after["State"]["Status"] == "exited" and after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert heal_restarts(agent) == []
+    assert "dry-run" in json.dumps([e for e in agent.log_events() if e.get("event") == "daemon.started"])
