@@ -133,6 +133,9 @@ class Daemon:
             ),
         )
         await self.engine.restore()
+        retired = await self.store.run(self.store.retire_unknown_notifiers, list(notifiers))
+        if retired:
+            log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
         await self._start_api()
         self.outbox.start()
         self.scheduler = Scheduler(

@@ -391,6 +391,16 @@ class Store:
                 (error, item.id),
             )
 
+    def retire_unknown_notifiers(self, known: Sequence[str]) -> int:
+        """Events queued for a notifier no longer in the config can never be sent: mark them dead."""
+        marks = ", ".join("?" * len(known))
+        with self._tx():
+            return self.db.execute(
+                f"UPDATE outbox SET status = 'dead', last_error = 'notifier removed from the config'"
+                f" WHERE status = 'pending' AND notifier NOT IN ({marks})",
+                list(known),
+            ).rowcount
+
     def outbox_stats(self, now: float) -> dict[str, Any]:
         row = self.db.execute(
             "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'"

@@ -119,3 +119,12 @@ def test_retention(store: Store) -> None:
     assert counts == {"results": 20, "events": 1, "evidence": 1}
     assert [r["started_at"] for r in store.recent_results("api", 100)] == [float(i) for i in range(20, 30)]
     assert len(store.recent_results("db")) == 1
+
+
+def test_events_for_a_removed_notifier_are_retired(store: Store) -> None:
+    open_incident(store, notifiers=("ops", "old"))
+    assert store.retire_unknown_notifiers(["ops"]) == 1
+    rows = {r["notifier"]: r for r in store.outbox_rows()}
+    assert rows["old"]["status"] == "dead" and rows["old"]["last_error"] == "notifier removed from the config"
+    assert rows["ops"]["status"] == "pending"
+    assert store.outbox_stats(200)["pending"] == 1
