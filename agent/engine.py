@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -137,7 +137,9 @@ class Engine:
         tracked = self.tracked[result.check]
         async with tracked.lock:
             previous = tracked.last
-            tracked.history.append(result)
+            # History keeps the short form: a response body per result would cost ~100 MB at 1,000
+            # checks. The failing result itself (with its response) goes to evidence directly.
+            tracked.history.append(replace(result, details={}) if result.details else result)
             self._pending_rows.append(
                 (result.check, result.started_at, result.ok, result.latency, result.message)
             )
