@@ -118,6 +118,11 @@ class Engine:
                 tracked.history.append(
                     CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"])
                 )
+            incident_id = tracked.state.incident_id
+            if incident_id and (await self.store.run(self.store.evidence, incident_id))["opened"] is None:
+                # The last run died before collecting it: late evidence beats none.
+                self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
+                self._spawn(self._collect_evidence(tracked, incident_id, "opened", None, list(tracked.history)))
 
     async def _resolve_removed(self, row: dict[str, Any], now: float) -> None:
         change = Change(
@@ -215,9 +220,9 @@ class Engine:
         if "open" in kinds:
             # Registered before any task runs, so a restart spawned below always finds it.
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
-            self._spawn(self._collect_evidence(tracked, incident_id, "opened", result))
+            self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
         if "resolve" in kinds:
-            self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None))
+            self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
         if "restart" in kinds and self.healer is not None:
             self._spawn(self._restart(tracked, incident_id, tracked.policy.heal.container))  # type: ignore[union-attr]
 
@@ -252,7 +257,12 @@ class Engine:
         self.on_events()
 
     async def _collect_evidence(
-        self, tracked: Tracked, incident_id: str, phase: str, failing: CheckResult | None
+        self,
+        tracked: Tracked,
+        incident_id: str,
+        phase: str,
+        failing: CheckResult | None,
+        history: list[CheckResult],  # as it was at the decision, not when this task gets to run
     ) -> None:
         done = self._evidence_done.setdefault((incident_id, phase), asyncio.Event())
         try:
@@ -260,7 +270,7 @@ class Engine:
                 return
             bundle = await self.evidence.collect(
                 phase=phase,
-                history=list(tracked.history),
+                history=history,
                 failing=failing,
                 container=tracked.evidence_container,
                 extra_secrets=self.secrets,
