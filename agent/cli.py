@@ -21,8 +21,12 @@ EXIT_OK, EXIT_FAILING, EXIT_CONFIG = 0, 1, 2
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand that is not given --log-level must not reset one given before it.
     common.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="override agent.log_level"
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=argparse.SUPPRESS,
+        help="override agent.log_level",
     )
     with_config = argparse.ArgumentParser(add_help=False, parents=[common])
     with_config.add_argument(
@@ -43,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.log_level = getattr(args, "log_level", None)
     if args.command == "gen-secret":
         from agent.signing import generate_secret
 
