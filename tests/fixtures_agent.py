@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,20 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, st
             return value
         await asyncio.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def poll(
+    probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], bound: float = 15.0, what: str = "a condition"
+) -> Any:
+    """Await ``probe`` until ``done`` holds for its value; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + bound
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {bound}s waiting for {what}; last value: {value!r}")
+        await asyncio.sleep(0.05)
 
 
 class LocalServer:
@@ -270,6 +284,17 @@ def spawn_agent(tmp_path: Path) -> Any:
     yield spawn
     for agent in started:
         agent.kill()
+
+
+@pytest.fixture
+async def running_store(tmp_path: Path) -> AsyncIterator[Any]:
+    """A real SQLite store, opened on its own thread as the daemon does."""
+    from agent.store import Store
+
+    store = Store(tmp_path / "lifeguard.db", agent_info={"name": "t", "version": "0.1.0"})
+    await store.run(store.open)
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +24,7 @@ import pytest
 
 from actions.healers import HEALERS, DockerRestartHealer
 from agent.dockerclient import ContainerNotFound, DockerEngine, DockerError, DockerUnavailable
+from tests.fixtures_agent import poll
 
 try:
     from checks.base import CheckContext
@@ -57,20 +58,6 @@ def started_at(attrs: dict[str, Any]) -> datetime:
     raw = attrs["State"]["StartedAt"].rstrip("Z")
     whole, _, frac = raw.partition(".")
     return datetime.fromisoformat(f"{whole}.{(frac + '000000')[:6]}")
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], bound: float = 15.0
-) -> Any:
-    """Poll ``probe`` until ``done`` holds for its value, failing after ``bound`` seconds."""
-    deadline = time.monotonic() + bound
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not reached within {bound:g}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 def container_check(engine: DockerEngine | None, container: str) -> ContainerCheck:
@@ -111,7 +98,7 @@ async def test_inspect_logs_restart_round_trip(engine: DockerEngine, run_contain
     assert attrs["State"]["Running"] is True
     assert engine.reachable is True and engine.last_error is None
 
-    lines = await wait_for(lambda: engine.logs(name), lambda ls: len(ls) >= 2)
+    lines = await poll(lambda: engine.logs(name), lambda ls: len(ls) >= 2)
     assert [TIMESTAMP.sub("", line) for line in lines] == ["hello", "wörld"]
     assert all(TIMESTAMP.match(line) for line in lines)
     assert [TIMESTAMP.sub("", line) for line in await engine.logs(name, tail=1)] == ["wörld"]
@@ -121,7 +108,7 @@ async def test_inspect_logs_restart_round_trip(engine: DockerEngine, run_contain
     after = await engine.inspect(name)
     assert after["State"]["Running"] is True
     assert started_at(after) > before
-    lines = await wait_for(lambda: engine.logs(name), lambda ls: len(ls) >= 4)
+    lines = await poll(lambda: engine.logs(name), lambda ls: len(ls) >= 4)
     assert [TIMESTAMP.sub("", line) for line in lines].count("hello") == 2
 
 
@@ -172,7 +159,7 @@ async def test_container_check_fails_for_exited_container(
     """An exited container fails with its exit code; its environment never reaches the result."""
     name = unique("exited")
     run_container(name, ["sh", "-c", "exit 3"], environment={"API_TOKEN": "s3cret-value"})
-    await wait_for(lambda: engine.inspect(name), lambda a: a["State"]["Status"] == "exited")
+    await poll(lambda: engine.inspect(name), lambda a: a["State"]["Status"] == "exited")
 
     result = await container_check(engine, name).run()
 
@@ -214,7 +201,7 @@ async def test_container_check_fails_for_unhealthy_container(
     run_container(
         name, healthcheck={"test": test, "interval": 100 * MS, "timeout": 1000 * MS, "retries": 1}
     )
-    await wait_for(
+    await poll(
         lambda: engine.inspect(name),
         lambda a: (a["State"].get("Health") or {}).get("Status") == "unhealthy",
     )

@@ -14,7 +14,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fixtures_agent import SECRET, AgentProcess, Receiver, agent_config, free_port, wait_until
+from tests.fixtures_agent import SECRET, AgentProcess, Receiver, agent_config, free_port, poll, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -65,18 +64,6 @@ def started_at(attrs: dict[str, Any]) -> datetime:
     # Docker gives nanoseconds with trailing zeros trimmed: cut to microseconds to compare.
     whole, _, frac = attrs["State"]["StartedAt"].rstrip("Z").partition(".")
     return datetime.fromisoformat(f"{whole}.{(frac + '000000')[:6]}")
-
-
-async def poll(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], bound: float, what: str) -> Any:
-    """Await ``probe`` until ``done`` holds for its value; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + bound
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {bound}s waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def checks_by_name(agent: AgentProcess) -> dict[str, dict[str, Any]]:

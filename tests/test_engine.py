@@ -15,11 +15,8 @@ from checks.base import CheckResult
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "lifeguard.db", agent_info={"name": "t", "version": "0.1.0"})
-    await s.run(s.open)
-    yield s
-    await s.aclose()
+def store(running_store: Store) -> Store:
+    return running_store
 
 
 def engine_for(store: Store, tmp_path: Path, clock, **check) -> Engine:

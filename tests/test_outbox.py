@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,7 +14,7 @@ from actions.notifiers import build_notifier
 from agent.config import WebhookNotifierConfig
 from agent.outbox import DeliveryPolicy, Outbox, backoff
 from agent.store import Change, Store
-from tests.fixtures_agent import SECRET, LocalServer, free_port, wait_until
+from tests.fixtures_agent import SECRET, LocalServer, free_port, poll, wait_until
 
 FAST = DeliveryPolicy(retry_initial=0.05, retry_max=0.2, evidence_wait=1.0)
 
@@ -46,11 +45,8 @@ class Scripted(LocalServer):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "lifeguard.db", agent_info={"name": "t", "version": "0.1.0"})
-    await s.run(s.open)
-    yield s
-    await s.aclose()
+def store(running_store: Store) -> Store:
+    return running_store
 
 
 @pytest.fixture
@@ -78,14 +74,8 @@ async def incident_with_events(store: Store, n: int, notifiers=("ops",), inciden
 
 
 async def rows_when(store: Store, predicate, timeout: float = 5.0) -> list[dict]:
-    """The outbox rows once they satisfy the predicate (polled: the write happens on the store thread)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rows = await store.run(store.outbox_rows)
-        if predicate(rows):
-            return rows
-        assert asyncio.get_running_loop().time() < deadline, f"outbox rows never matched: {rows}"
-        await asyncio.sleep(0.02)
+    """The outbox rows once they satisfy the predicate (the write happens on the store thread)."""
+    return await poll(lambda: store.run(store.outbox_rows), predicate, timeout, "outbox rows")
 
 
 def make_outbox(store: Store, notifiers: dict, **kw) -> Outbox:
