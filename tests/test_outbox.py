@@ -179,17 +179,18 @@ async def test_first_delivery_waits_for_the_evidence(store, session) -> None:
     rx = Scripted()
     await rx.start()
     await incident_with_events(store, 1)
-    ready = asyncio.Event()
+    asked, ready = asyncio.Event(), asyncio.Event()
 
     async def evidence_ready(incident_id: str, phase: str) -> None:
         assert phase == "opened"
+        asked.set()
         await ready.wait()
 
     box = make_outbox(store, {"ops": notifier("ops", rx.url, session)}, evidence_ready=evidence_ready)
     box.start()
     try:
-        await asyncio.sleep(0.2)
-        assert rx.got == []  # held for the evidence
+        await asyncio.wait_for(asked.wait(), 5)
+        assert rx.got == []  # the first delivery is held until the evidence is ready
         await store.run(store.save_evidence, "inc_0000000000010a", "opened", 101.0,
                         {"phase": "opened", "collected_at": "2026-11-24T00:00:00.000Z", "checks": [],
                          "response": None, "container": None, "host": {"hostname": "h"}})
