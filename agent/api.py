@@ -54,7 +54,7 @@ def create_app(daemon: Daemon) -> web.Application:
 
 async def health(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    stats = await daemon.store.run(daemon.store.outbox_stats, time.time())
+    stats = await daemon.store.run(daemon.store.outbox.stats, time.time())
     problems = []
     if daemon.docker is not None and daemon.docker.reachable is False:
         problems.append(f"docker unreachable: {daemon.docker.last_error}")
@@ -88,7 +88,7 @@ async def incidents(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         return error(400, "bad_parameter", f"limit: expected an integer 1..1000, got {raw_limit!r}")
-    rows = await daemon.store.run(daemon.store.list_incidents, status, int(raw_limit))
+    rows = await daemon.store.run(daemon.store.incidents.list, status, int(raw_limit))
     return web.json_response({"incidents": rows})
 
 
@@ -97,7 +97,7 @@ async def _known_incident(request: web.Request) -> tuple[str, dict[str, Any] | w
     incident_id = request.match_info["id"]
     if not INCIDENT_ID.match(incident_id):
         return incident_id, error(400, "bad_id", f"not an incident id: {incident_id!r}")
-    found = await daemon.store.run(daemon.store.incident, incident_id)
+    found = await daemon.store.run(daemon.store.incidents.get, incident_id)
     if found is None:
         return incident_id, error(404, "not_found", f"no incident {incident_id}")
     return incident_id, found
@@ -115,4 +115,4 @@ async def evidence(request: web.Request) -> web.Response:
     incident_id, found = await _known_incident(request)
     if isinstance(found, web.Response):
         return found
-    return web.json_response(await daemon.store.run(daemon.store.evidence, incident_id))
+    return web.json_response(await daemon.store.run(daemon.store.evidence.get, incident_id))

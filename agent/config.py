@@ -406,6 +406,14 @@ class HealConfig(_Model):
     within: PositiveDuration = 15 * 60.0
     cooldown: Duration = 30.0
 
+    @property
+    def kind(self) -> str:
+        return "restart_container"
+
+    @property
+    def target(self) -> str:
+        return self.restart_container
+
 
 class _CheckBase(_Model):
     name: Name

@@ -98,13 +98,10 @@ class Daemon:
         cfg = self.config
         cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
         await self.store.run(self.store.open)
-        healer = None
         if needs_docker(cfg):
-            from actions.healers import HEALERS
             from agent.dockerclient import DockerEngine
 
             self.docker = DockerEngine(cfg.docker.url, timeout=cfg.docker.timeout)
-            healer = HEALERS["restart_container"](self.docker)
             if not await self.docker.ping():
                 log.warning("docker.unreachable", url=cfg.docker.url, error=self.docker.last_error)
         self.context = CheckContext(docker=self.docker)
@@ -114,7 +111,7 @@ class Daemon:
             self.store,
             checks,
             heal_enabled=self.heal_enabled,
-            healer=healer,
+            clients=self.context,
             evidence=EvidenceCollector(self.docker, cfg.agent.state_dir),
             notify_all=[n.name for n in cfg.notifiers],
             on_events=lambda: self.outbox.wake(),
@@ -133,7 +130,7 @@ class Daemon:
             ),
         )
         await self.engine.restore()
-        retired = await self.store.run(self.store.retire_unknown_notifiers, list(notifiers))
+        retired = await self.store.run(self.store.outbox.retire_unknown_notifiers, list(notifiers))
         if retired:
             log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
         await self._start_api()
@@ -201,6 +198,6 @@ class Daemon:
         await self.context.close()
         if self.docker is not None:
             await self.docker.close()
-        stats = await self.store.run(self.store.outbox_stats, time.time())
+        stats = await self.store.run(self.store.outbox.stats, time.time())
         await self.store.aclose()
         log.info("daemon.stopped", events_pending=stats["pending"])

@@ -1,8 +1,11 @@
-"""Applies the incident state machine's decisions: store, outbox, heal, evidence.
+"""The one writer of incidents: every change to an incident goes through here.
 
-``agent.incidents`` decides; this module acts on the decisions in a fixed order: write the
-change and its events in one transaction, wake the outbox, then start the slow parts (the
-restart, the evidence) as owned background tasks so nothing slow holds a result back.
+``agent.incidents`` decides; the engine writes each decision — with its timeline entries, its
+heal attempt and its events — in ONE transaction, and only once that commits does it adopt the
+machine's new state, wake the outbox and start the slow parts (the heal, the evidence) as owned
+background tasks. A write that fails changes nothing in memory: the check's next result decides
+again, and ``problems()`` says so until a write succeeds. Results, evidence and heal outcomes
+are written here too; the write API's commands (ack, updates, comments) will join them.
 """
 
 from __future__ import annotations
@@ -10,38 +13,51 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent.incidents import CheckState, Decision, HealBudget, Policy, evaluate, restart_call_failed
-from agent.store import Change, Store, new_id
+from agent.evidence import HISTORY_LIMIT as HISTORY
+from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
+from agent.store import Change, ResultRow, Store, new_id
 from checks.base import CheckResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from actions.healers.docker_restart import DockerRestartHealer
+    from actions.healers.base import HealClients, Healer
     from agent.evidence import EvidenceCollector
     from checks.base import Check
 
 log = structlog.get_logger("lifeguard.engine")
 
-HISTORY = 20  # results kept in memory per check: what evidence shows
 # A heal waits at most this long for the opening evidence (itself bounded at ~3 s), so the bundle
-# shows the container as it failed, not as the restart left it.
+# shows the container as it failed, not as the heal left it.
 EVIDENCE_BEFORE_HEAL = 5.0
+# Results kept in memory while the database refuses them (~100 bytes each).
+MAX_UNSAVED_RESULTS = 100_000
 
-# decision -> (timeline kind, event, event reason)
-_RECORDS: dict[str, tuple[str, str | None, str | None]] = {
-    "open": ("opened", "incident.opened", None),
-    "restart": ("heal_attempted", "incident.heal_attempted", None),
-    "dry_run": ("heal_attempted", None, None),
-    "heal_succeeded": ("heal_succeeded", "incident.heal_succeeded", None),
-    "heal_failed": ("heal_failed", "incident.heal_failed", None),
-    "heal_exhausted": ("heal_exhausted", "incident.escalated", "heal_exhausted"),
-    "resolve": ("resolved", "incident.resolved", None),
+# decision -> (timeline kind, event, event reason, log event)
+_RECORDS: dict[str, tuple[str, str | None, str | None, str]] = {
+    "open": ("opened", "incident.opened", None, "incident.opened"),
+    "heal": ("heal_attempted", "incident.heal_attempted", None, "heal.attempted"),
+    "dry_run": ("heal_attempted", None, None, "heal.dry_run"),
+    "heal_succeeded": ("heal_succeeded", "incident.heal_succeeded", None, "heal.succeeded"),
+    "heal_failed": ("heal_failed", "incident.heal_failed", None, "heal.failed"),
+    "heal_exhausted": ("heal_exhausted", "incident.escalated", "heal_exhausted", "incident.escalated"),
+    "resolve": ("resolved", "incident.resolved", None, "incident.resolved"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckView:
+    """One check as the API shows it: what it probes and how it last did."""
+
+    name: str
+    type: str
+    target: str
+    last: CheckResult | None
+    incident_id: str | None
 
 
 @dataclass(slots=True)
@@ -50,6 +66,7 @@ class Tracked:
 
     check: Check
     policy: Policy
+    healer: Healer | None = None
     state: CheckState = field(default_factory=CheckState)
     history: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -64,8 +81,18 @@ class Tracked:
 
     @property
     def evidence_container(self) -> str | None:
-        cfg = self.config
-        return cfg.container or (cfg.heal.restart_container if cfg.heal else None)
+        """The container whose logs and state go into the evidence: the check's, else its heal's."""
+        container: str | None = self.config.container
+        return container or (self.healer.container if self.healer is not None else None)
+
+
+def track(check: Check, clients: HealClients | None, *, heal_enabled: bool = True) -> Tracked:
+    """A check with its policy and its healer, built from its config."""
+    from actions.healers import build_healer
+
+    heal = check.config.heal
+    healer = build_healer(heal.kind, heal.target, clients) if heal is not None and clients is not None else None
+    return Tracked(check, Policy.for_check(check.config, heal, healer, heal_enabled=heal_enabled), healer)
 
 
 class Engine:
@@ -74,52 +101,46 @@ class Engine:
         store: Store,
         checks: Iterable[Check],
         *,
-        heal_enabled: bool,
-        healer: DockerRestartHealer | None,
-        evidence: EvidenceCollector | None,
+        heal_enabled: bool = True,
+        clients: HealClients | None = None,
+        evidence: EvidenceCollector | None = None,
         notify_all: Iterable[str] = (),
         on_events: Callable[[], None] = lambda: None,
         secrets: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.tracked = {
-            c.name: Tracked(c, Policy.from_config(c.config, heal_enabled)) for c in checks
-        }
-        self.healer = healer
+        self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
         self.evidence = evidence
         self.on_events = on_events
         self.secrets = tuple(s for s in secrets if s)
         self.clock = clock
         self.budget = HealBudget()
-        self._pending_rows: list[tuple[str, float, bool, float, str]] = []
+        self._unsaved: list[ResultRow] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._evidence_done: dict[tuple[str, str], asyncio.Event] = {}
         self._notify_all = list(notify_all)
+        self._write_error: str | None = None
+        self._results_error: str | None = None
 
     # -- start -----------------------------------------------------------------------------
     async def restore(self) -> None:
         """Pick up where the last run stopped: open incidents, heal budget, recent results."""
         now = self.clock()
-        longest = max(
-            (t.policy.heal.within for t in self.tracked.values() if t.policy.heal), default=0.0
-        )
-        self.budget = HealBudget(await self.store.run(self.store.heal_attempts, now - longest))
-        for row in await self.store.run(self.store.open_incidents):
+        longest = max((t.policy.heal.within for t in self.tracked.values() if t.policy.heal), default=0.0)
+        self.budget = HealBudget(await self.store.run(self.store.heals.since, now - longest))
+        for row in await self.store.run(self.store.incidents.open_rows):
             tracked = self.tracked.get(row["check_name"])
             if tracked is None:
                 await self._resolve_removed(row, now)
                 continue
-            tracked.state = CheckState.from_json(row["state"])
-            tracked.state.incident_id = row["id"]
+            tracked.state = replace(CheckState.from_json(row["state"]), incident_id=row["id"])
             log.info("incident.restored", check=row["check_name"], incident_id=row["id"])
         for name, tracked in self.tracked.items():
-            for r in await self.store.run(self.store.recent_results, name, HISTORY):
-                tracked.history.append(
-                    CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"])
-                )
+            for r in await self.store.run(self.store.results.recent, name, HISTORY):
+                tracked.history.append(CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"]))
             incident_id = tracked.state.incident_id
-            if incident_id and (await self.store.run(self.store.evidence, incident_id))["opened"] is None:
+            if incident_id and (await self.store.run(self.store.evidence.get, incident_id))["opened"] is None:
                 # The last run died before collecting it: late evidence beats none.
                 self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
                 self._spawn(self._collect_evidence(tracked, incident_id, "opened", None, list(tracked.history)))
@@ -145,9 +166,7 @@ class Engine:
             # History keeps the short form: a response body per result would cost ~100 MB at 1,000
             # checks. The failing result itself (with its response) goes to evidence directly.
             tracked.history.append(replace(result, details={}) if result.details else result)
-            self._pending_rows.append(
-                (result.check, result.started_at, result.ok, result.latency, result.message)
-            )
+            self._unsaved.append((result.check, result.started_at, result.ok, result.latency, result.message))
             log.debug(
                 "check.completed",
                 check=result.check,
@@ -162,28 +181,30 @@ class Engine:
                     message=result.message,
                     incident_id=tracked.state.incident_id,
                 )
-            decisions = evaluate(
+            now = self.clock()
+            transition = evaluate(
                 tracked.state,
                 result.ok,
                 result.started_at,
                 tracked.policy,
                 self.budget,
-                self.clock(),
+                now,
                 result.message,
+                new_incident_id=lambda: new_id("inc", now),
             )
-            if decisions:
-                await self._apply(tracked, result, decisions)
+            if not transition.decisions:
+                tracked.state = transition.state
+                return
+            await self._apply(tracked, result, transition, now)
 
-    async def _apply(self, tracked: Tracked, result: CheckResult, decisions: list[Decision]) -> None:
+    async def _apply(self, tracked: Tracked, result: CheckResult, transition: Transition, now: float) -> None:
         cfg = tracked.config
-        now = self.clock()
-        state = tracked.state
-        change = Change(incident_id=state.incident_id or "", at=now, notifiers=cfg.notify)
-        resolved = False
-        for d in decisions:
-            kind, event, reason = _RECORDS[d.kind]
+        incident_id = transition.incident_id
+        assert incident_id is not None
+        change = Change(incident_id=incident_id, at=now, notifiers=cfg.notify, heal_attempt=transition.heal)
+        for d in transition.decisions:
+            kind, event, reason, _ = _RECORDS[d.kind]
             if d.kind == "open":
-                state.incident_id = change.incident_id = new_id("inc", now)
                 change.create = {
                     "check_name": cfg.name,
                     "check_type": cfg.type,
@@ -195,64 +216,71 @@ class Engine:
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
                 }
-            elif d.kind == "restart":
-                change.heal_attempt = tracked.policy.heal.container  # type: ignore[union-attr]
             elif d.kind == "resolve":
-                resolved = True
-                change.update.update(
-                    {"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"}
-                )
+                change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
             change.timeline.append((kind, d.message or result.message))
             if event:
                 change.events.append((event, reason))
-        incident_id = change.incident_id
-        change.state = state.to_json()
-        await self.store.run(self.store.apply, change)
-        for d in decisions:
-            log.info(
-                _LOG_NAMES[d.kind], check=cfg.name, incident_id=incident_id, message=d.message or result.message
-            )
-        if resolved:
-            state.reset_incident()
+        change.state = transition.stored_state.to_json()
+        if not await self._write(change, check=cfg.name):
+            return  # nothing adopted: the next result decides again
+        tracked.state = transition.state
+        if transition.heal is not None:
+            self.budget.record(transition.heal, now)
+        for d in transition.decisions:
+            log.info(_RECORDS[d.kind][3], check=cfg.name, incident_id=incident_id, message=d.message or result.message)
         if change.events:
             self.on_events()
-        kinds = {d.kind for d in decisions}
+        kinds = set(transition.kinds())
         if "open" in kinds:
-            # Registered before any task runs, so a restart spawned below always finds it.
+            # Registered before any task runs, so a heal spawned below always finds it.
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
         if "resolve" in kinds:
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
-        if "restart" in kinds and self.healer is not None:
-            self._spawn(self._restart(tracked, incident_id, tracked.policy.heal.container))  # type: ignore[union-attr]
+        if "heal" in kinds and tracked.healer is not None:
+            self._spawn(self._heal(tracked, incident_id, tracked.healer))
+
+    async def _write(self, change: Change, *, check: str) -> bool:
+        """Apply one change; on failure log it, remember it for ``problems()`` and say so."""
+        try:
+            await self.store.run(self.store.apply, change)
+        except Exception as exc:  # a full disk or a locked database must not silence the check
+            self._write_error = f"{type(exc).__name__}: {exc}"
+            log.error("engine.write_failed", check=check, incident_id=change.incident_id, error=self._write_error)
+            return False
+        self._write_error = None
+        return True
 
     # -- slow parts ------------------------------------------------------------------------
-    async def _restart(self, tracked: Tracked, incident_id: str, container: str) -> None:
-        assert self.healer is not None
+    async def _heal(self, tracked: Tracked, incident_id: str, healer: Healer) -> None:
         try:
             await asyncio.wait_for(self.evidence_ready(incident_id, "opened"), EVIDENCE_BEFORE_HEAL)
         except TimeoutError:
             log.warning("evidence.late", incident_id=incident_id, phase="opened", before="heal")
-        outcome = await self.healer.heal(container)
+        outcome = await healer.heal()
         log.info(
-            "heal.restart", check=tracked.config.name, incident_id=incident_id,
-            container=container, ok=outcome.ok, message=outcome.message,
+            "heal.restart" if healer.kind == "restart_container" else "heal.done",
+            check=tracked.config.name, incident_id=incident_id, kind=healer.kind,
+            target=healer.target, container=healer.container, ok=outcome.ok, message=outcome.message,
         )
         if outcome.ok:
             return
         async with tracked.lock:
             if tracked.state.incident_id != incident_id:
                 return
-            restart_call_failed(tracked.state)
+            state = heal_call_failed(tracked.state)
             change = Change(
                 incident_id=incident_id,
                 at=self.clock(),
-                state=tracked.state.to_json(),
-                timeline=[("heal_failed", f"restart of '{container}' failed: {outcome.message}")],
+                state=state.to_json(),
+                timeline=[("heal_failed", f"{healer.verb} of '{healer.target}' failed: {outcome.message}")],
                 events=[("incident.heal_failed", None)],
                 notifiers=tracked.config.notify,
             )
-            await self.store.run(self.store.apply, change)
+            if not await self._write(change, check=tracked.config.name):
+                return
+            tracked.state = state
         log.warning("incident.heal_failed", check=tracked.config.name, incident_id=incident_id, message=outcome.message)
         self.on_events()
 
@@ -275,7 +303,7 @@ class Engine:
                 container=tracked.evidence_container,
                 extra_secrets=self.secrets,
             )
-            await self.store.run(self.store.save_evidence, incident_id, phase, self.clock(), bundle)
+            await self.store.run(self.store.evidence.save, incident_id, phase, self.clock(), bundle)
             log.info("evidence.collected", check=tracked.config.name, incident_id=incident_id, phase=phase)
         except Exception as exc:  # evidence is best effort; the incident goes on without it
             log.error("evidence.failed", incident_id=incident_id, phase=phase, error=str(exc))
@@ -289,16 +317,26 @@ class Engine:
         if event is not None:
             await event.wait()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- upkeep ----------------------------------------------------------------------------
     async def flush_results(self) -> None:
-        rows, self._pending_rows = self._pending_rows, []
-        if rows:
-            await self.store.run(self.store.add_results, rows)
+        """Write the results gathered since the last flush; on failure keep them for the next one."""
+        rows, self._unsaved = self._unsaved, []
+        if not rows:
+            return
+        try:
+            await self.store.run(self.store.results.add, rows)
+        except Exception as exc:
+            kept = (rows + self._unsaved)[-MAX_UNSAVED_RESULTS:]
+            self._unsaved = kept
+            self._results_error = f"{type(exc).__name__}: {exc}"
+            log.warning("results.flush_failed", rows=len(rows), kept=len(kept), error=self._results_error)
+            return
+        self._results_error = None
 
     async def drain(self, timeout: float) -> None:
         """Let heals and evidence under way finish (bounded), then cancel what is left."""
@@ -309,33 +347,39 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.flush_results()
 
+    # -- what others read ------------------------------------------------------------------
+    def check_views(self) -> list[CheckView]:
+        return [
+            CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id)
+            for name, t in self.tracked.items()
+        ]
+
+    def problems(self) -> list[str]:
+        """What keeps the engine from remembering everything it should (for ``/health``)."""
+        found = []
+        if self._write_error:
+            found.append(f"incident writes failing: {self._write_error}")
+        if self._results_error:
+            found.append(f"results not saved: {self._results_error}")
+        return found
+
     def checks_status(self) -> list[dict[str, Any]]:
         from agent.payload import iso
 
         out = []
-        for name, t in self.tracked.items():
-            last = t.last
+        for view in self.check_views():
+            last = view.last
             out.append(
                 {
-                    "name": name,
-                    "type": t.config.type,
-                    "target": t.check.target,
+                    "name": view.name,
+                    "type": view.type,
+                    "target": view.target,
                     "state": "unknown" if last is None else ("passing" if last.ok else "failing"),
-                    "incident_id": t.state.incident_id,
-                    "last_result": None
-                    if last is None
-                    else dict(last.summary(), at=iso(last.started_at)),
+                    "incident_id": view.incident_id,
+                    "last_result": None if last is None else dict(last.summary(), at=iso(last.started_at)),
                 }
             )
         return out
 
 
-_LOG_NAMES = {
-    "open": "incident.opened",
-    "restart": "heal.attempted",
-    "dry_run": "heal.dry_run",
-    "heal_succeeded": "heal.succeeded",
-    "heal_failed": "heal.failed",
-    "heal_exhausted": "incident.escalated",
-    "resolve": "incident.resolved",
-}
+__all__ = ["CheckView", "Decision", "Engine", "Tracked", "track"]

@@ -1,32 +1,40 @@
 """The per-check incident state machine: pure, clock-free, I/O-free.
 
 Every safety rule of the product lives here so it can be tested as a script (fail, fail, ok, ok)
-with an injected time: when a failure becomes an incident, when it resolves, when a heal may
-restart a container (budget, cooldown, verification). ``agent.engine`` applies the decisions.
+with an injected time: when a failure becomes an incident, when it resolves, when a heal may act
+(budget, cooldown, verification). ``agent.engine`` writes the decisions and only then adopts the
+new state, so a write that fails leaves the machine where it was and the next result decides again.
 
 Rules, spelled out (these are the contract, see the README):
 - ``open_after`` counts from the start of the first failing result of the current failing
   streak; the incident opens on the first failing result that starts at least that much later.
 - ``resolve_after`` passing results in a row resolve an open incident.
-- A heal restarts when the incident opens, and again when a failing result starts after the
-  cooldown of the previous restart ended. Failing results during the cooldown never restart;
+- A heal acts when the incident opens, and again when a failing result starts after the
+  cooldown of the previous heal ended. Failing results during the cooldown never heal;
   passing ones count toward ``resolve_after``.
-- ``heal_succeeded``: the first passing result after a restart. ``heal_failed``: the Docker call
+- ``heal_succeeded``: the first passing result after a heal. ``heal_failed``: the heal itself
   failed, or the check still failed when the cooldown ended.
-- The budget is a rolling window per container, shared by every incident: never more than
-  ``max_restarts`` attempts (successful or not) within ``within`` seconds. When it is spent the
-  incident records ``heal_exhausted`` once and escalates; heals resume if the window frees up.
+- The budget is a rolling window per heal kind and target (a container), shared by every check
+  and incident: never more than ``max_restarts`` attempts (successful or not) within ``within``
+  seconds. When it is spent the incident records ``heal_exhausted`` once and escalates; heals
+  resume if the window frees up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.durations import format_duration
 
+if TYPE_CHECKING:  # pragma: no cover
+    from actions.healers.base import Healer
+
 SEVERITIES = ("critical", "high", "medium", "low")
+
+HealKey = tuple[str, str]
+"""What a heal budget counts against: (heal kind, target), e.g. ("restart_container", "api")."""
 
 
 def sev_label(severity: str) -> str:
@@ -35,11 +43,41 @@ def sev_label(severity: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HealPolicy:
-    container: str
+    """One check's heal rules, and the words its timeline uses for the heal."""
+
+    target: str
     max_restarts: int
     within: float
     cooldown: float
     dry_run: bool = False
+    kind: str = "restart_container"
+    verb: str = "restart"
+    verb_ing: str = "restarting"
+    noun: str = "container"
+
+    @property
+    def key(self) -> HealKey:
+        return (self.kind, self.target)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.noun} '{self.target}'"
+
+
+class _HealSettings(Protocol):
+    @property
+    def max_restarts(self) -> int: ...
+    @property
+    def within(self) -> float: ...
+    @property
+    def cooldown(self) -> float: ...
+
+
+class _CheckSettings(Protocol):
+    @property
+    def open_after(self) -> float: ...
+    @property
+    def resolve_after(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,57 +87,67 @@ class Policy:
     heal: HealPolicy | None = None
 
     @classmethod
-    def from_config(cls, check: Any, heal_enabled: bool = True) -> Policy:
-        heal = None
-        if check.heal is not None:
-            heal = HealPolicy(
-                container=check.heal.restart_container,
-                max_restarts=check.heal.max_restarts,
-                within=check.heal.within,
-                cooldown=check.heal.cooldown,
+    def for_check(
+        cls,
+        check: _CheckSettings,
+        heal: _HealSettings | None = None,
+        healer: Healer | None = None,
+        *,
+        heal_enabled: bool = True,
+    ) -> Policy:
+        """The policy of one configured check; ``heal`` and ``healer`` go together."""
+        heal_policy = None
+        if heal is not None and healer is not None:
+            heal_policy = HealPolicy(
+                target=healer.target,
+                max_restarts=heal.max_restarts,
+                within=heal.within,
+                cooldown=heal.cooldown,
                 dry_run=not heal_enabled,
+                kind=healer.kind,
+                verb=healer.verb,
+                verb_ing=healer.verb_ing,
+                noun=healer.noun,
             )
-        return cls(open_after=check.open_after, resolve_after=check.resolve_after, heal=heal)
+        return cls(open_after=check.open_after, resolve_after=check.resolve_after, heal=heal_policy)
 
 
 class HealBudget:
-    """Restart attempts per container in a rolling window; shared by all checks and incidents."""
+    """Heal attempts per (kind, target) in a rolling window; shared by all checks and incidents."""
 
-    def __init__(self, attempts: Iterable[tuple[str, float]] = ()) -> None:
-        self._attempts: dict[str, list[float]] = {}
-        for container, at in attempts:
-            self._attempts.setdefault(container, []).append(at)
+    def __init__(self, attempts: Iterable[tuple[HealKey, float]] = ()) -> None:
+        self._attempts: dict[HealKey, list[float]] = {}
+        for key, at in attempts:
+            self._attempts.setdefault(key, []).append(at)
         for times in self._attempts.values():
             times.sort()
 
-    def used(self, container: str, now: float, within: float) -> int:
-        return sum(1 for at in self._attempts.get(container, ()) if at > now - within)
+    def used(self, key: HealKey, now: float, within: float) -> int:
+        return sum(1 for at in self._attempts.get(key, ()) if at > now - within)
 
-    def allows(self, container: str, now: float, policy: HealPolicy) -> bool:
-        return self.used(container, now, policy.within) < policy.max_restarts
+    def allows(self, now: float, policy: HealPolicy) -> bool:
+        return self.used(policy.key, now, policy.within) < policy.max_restarts
 
-    def record(self, container: str, at: float) -> None:
-        self._attempts.setdefault(container, []).append(at)
+    def record(self, key: HealKey, at: float) -> None:
+        self._attempts.setdefault(key, []).append(at)
 
-    def frees_at(self, container: str, now: float, policy: HealPolicy) -> float | None:
+    def frees_at(self, now: float, policy: HealPolicy) -> float | None:
         """When the next attempt becomes allowed (None if it already is)."""
-        recent = [at for at in self._attempts.get(container, ()) if at > now - policy.within]
+        recent = [at for at in self._attempts.get(policy.key, ()) if at > now - policy.within]
         if len(recent) < policy.max_restarts:
             return None
         return recent[len(recent) - policy.max_restarts] + policy.within
 
     def prune(self, now: float, longest_window: float) -> None:
-        for container, times in list(self._attempts.items()):
+        for key, times in list(self._attempts.items()):
             kept = [at for at in times if at > now - longest_window]
             if kept:
-                self._attempts[container] = kept
+                self._attempts[key] = kept
             else:
-                del self._attempts[container]
+                del self._attempts[key]
 
 
-DecisionKind = Literal[
-    "open", "resolve", "restart", "heal_succeeded", "heal_failed", "heal_exhausted", "dry_run"
-]
+DecisionKind = Literal["open", "resolve", "heal", "heal_succeeded", "heal_failed", "heal_exhausted", "dry_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +163,10 @@ class CheckState:
     incident_id: str | None = None
     failing_since: float | None = None
     passing_streak: int = 0
-    restarts: int = 0  # attempts made during the current incident
+    restarts: int = 0  # heal attempts made during the current incident
     cooldown_until: float | None = None
-    verifying: bool = False  # a restart was made and has not been judged yet
-    exhausted: bool = False  # heal_exhausted recorded and not yet followed by a restart
+    verifying: bool = False  # a heal was made and has not been judged yet
+    exhausted: bool = False  # heal_exhausted recorded and not yet followed by a heal
     last_heal: str | None = None  # attempted | succeeded | failed | exhausted | dry_run
 
     def to_json(self) -> dict[str, Any]:
@@ -129,21 +177,33 @@ class CheckState:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
-    def reset_incident(self) -> None:
-        self.incident_id = None
-        self.restarts = 0
-        self.cooldown_until = None
-        self.verifying = False
-        self.exhausted = False
-        self.last_heal = None
+    def after_incident(self) -> CheckState:
+        """The state once the incident is over: the streaks stay, the incident's heal facts go."""
+        return replace(
+            self, incident_id=None, restarts=0, cooldown_until=None, verifying=False, exhausted=False, last_heal=None
+        )
 
 
-@dataclass(slots=True)
-class Step:
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one result does to a check: its next state and what must happen.
+
+    ``state`` is the state to adopt once the decisions are written; the incident id is already
+    in it on ``open``, and gone after ``resolve``. ``incident_id`` is the incident the decisions
+    are about, and ``incident_state`` the state to store with it (on ``resolve``: the state it
+    ended in, before the reset). ``heal`` is the budget key spent at ``now`` (to record once
+    written).
+    """
+
+    state: CheckState
     decisions: list[Decision] = field(default_factory=list)
+    incident_id: str | None = None
+    heal: HealKey | None = None
+    incident_state: CheckState | None = None
 
-    def add(self, kind: DecisionKind, message: str = "") -> None:
-        self.decisions.append(Decision(kind, message))
+    @property
+    def stored_state(self) -> CheckState:
+        return self.incident_state if self.incident_state is not None else self.state
 
     def kinds(self) -> list[str]:
         return [d.kind for d in self.decisions]
@@ -157,74 +217,76 @@ def evaluate(
     budget: HealBudget,
     now: float,
     message: str = "",
-) -> list[Decision]:
-    """Feed one result to the machine; mutates ``state`` and returns what must happen.
-
-    ``open`` is always first when present; the engine gives the incident its id and sets
-    ``state.incident_id`` before applying the rest. ``restart`` has already been counted in the
-    budget (at ``now``) when this returns.
-    """
-    step = Step()
+    new_incident_id: Callable[[], str] = lambda: "inc_new",
+) -> Transition:
+    """Feed one result to the machine. Pure: ``state`` and ``budget`` are not changed."""
+    next_state = replace(state)
+    decisions: list[Decision] = []
     if ok:
-        state.failing_since = None
-        state.passing_streak += 1
-        if state.incident_id is None:
-            return step.decisions
-        if state.verifying:
-            state.verifying = False
-            state.last_heal = "succeeded"
-            step.add("heal_succeeded", "check passed again after the restart")
-        if state.passing_streak >= policy.resolve_after:
-            step.add("resolve", f"recovered: {state.passing_streak} passing results in a row")
-        return step.decisions
+        next_state.failing_since = None
+        next_state.passing_streak += 1
+        if next_state.incident_id is None:
+            return Transition(next_state)
+        incident_id = next_state.incident_id
+        if next_state.verifying:
+            next_state.verifying = False
+            next_state.last_heal = "succeeded"
+            decisions.append(Decision("heal_succeeded", "check passed again after the restart"))
+        if next_state.passing_streak >= policy.resolve_after:
+            decisions.append(Decision("resolve", f"recovered: {next_state.passing_streak} passing results in a row"))
+            return Transition(next_state.after_incident(), decisions, incident_id, incident_state=next_state)
+        return Transition(next_state, decisions, incident_id)
 
-    state.passing_streak = 0
-    if state.failing_since is None:
-        state.failing_since = started_at
-    if state.incident_id is None:
-        if started_at - state.failing_since < policy.open_after:
-            return step.decisions
-        step.add("open", message)
+    next_state.passing_streak = 0
+    if next_state.failing_since is None:
+        next_state.failing_since = started_at
+    if next_state.incident_id is None:
+        if started_at - next_state.failing_since < policy.open_after:
+            return Transition(next_state)
+        next_state.incident_id = new_incident_id()
+        decisions.append(Decision("open", message))
+    heal = None
     if policy.heal is not None:
-        _heal_step(state, started_at, policy.heal, budget, now, step)
-    return step.decisions
+        heal = _heal_step(next_state, started_at, policy.heal, budget, now, decisions)
+    return Transition(next_state, decisions, next_state.incident_id, heal)
 
 
 def _heal_step(
-    state: CheckState, started_at: float, heal: HealPolicy, budget: HealBudget, now: float, step: Step
-) -> None:
+    state: CheckState, started_at: float, heal: HealPolicy, budget: HealBudget, now: float, out: list[Decision]
+) -> HealKey | None:
     if heal.dry_run:
         if state.last_heal != "dry_run":
             state.last_heal = "dry_run"
-            step.add("dry_run", f"dry run: would restart container '{heal.container}' (heal is off)")
-        return
+            out.append(Decision("dry_run", f"dry run: would {heal.verb} {heal.subject} (heal is off)"))
+        return None
     if state.cooldown_until is not None and started_at < state.cooldown_until:
-        return  # grace after a restart: a slow-booting service is not restarted in a loop
+        return None  # grace after a heal: a slow-booting service is not restarted in a loop
     if state.verifying:
         state.verifying = False
         state.last_heal = "failed"
-        step.add("heal_failed", "check still failing when the cooldown ended")
-    if budget.allows(heal.container, now, heal):
-        budget.record(heal.container, now)
+        out.append(Decision("heal_failed", "check still failing when the cooldown ended"))
+    if budget.allows(now, heal):
         state.restarts += 1
         state.cooldown_until = now + heal.cooldown
         state.verifying = True
         state.exhausted = False
         state.last_heal = "attempted"
-        step.add("restart", f"restarting container '{heal.container}'")
-    elif not state.exhausted:
+        out.append(Decision("heal", f"{heal.verb_ing} {heal.subject}"))
+        return heal.key
+    if not state.exhausted:
         state.exhausted = True
         state.last_heal = "exhausted"
-        used = budget.used(heal.container, now, heal.within)
-        step.add(
-            "heal_exhausted",
-            f"restart budget spent for container '{heal.container}': "
-            f"{used} of {heal.max_restarts} attempts used within {format_duration(heal.within)}",
+        used = budget.used(heal.key, now, heal.within)
+        out.append(
+            Decision(
+                "heal_exhausted",
+                f"{heal.verb} budget spent for {heal.subject}: "
+                f"{used} of {heal.max_restarts} attempts used within {format_duration(heal.within)}",
+            )
         )
+    return None
 
 
-def restart_call_failed(state: CheckState) -> None:
-    """The Docker call itself failed: that attempt is judged now, not after the cooldown."""
-    state.verifying = False
-    state.last_heal = "failed"
-
+def heal_call_failed(state: CheckState) -> CheckState:
+    """The heal itself failed: that attempt is judged now, not after the cooldown."""
+    return replace(state, verifying=False, last_heal="failed")

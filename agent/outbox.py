@@ -1,6 +1,8 @@
 """Durable, ordered, at-least-once delivery of incident events to every notifier.
 
-Events are already in SQLite (``Store.apply`` wrote them with the change that caused them).
+Events are already in SQLite, as data (``Store.apply`` wrote them with the change that caused
+them). At an event's first attempt its notifier renders it (``Notifier.render``) with the evidence
+known by then, and the outbox keeps those bytes: every retry sends the same body.
 One worker per notifier sends what is due, first in line per incident, so a slow or dead
 notifier never delays another, and one incident's retries never hold back another's events.
 Each attempt's outcome and the next attempt's time are stored, so a restart keeps the schedule.
@@ -19,15 +21,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent import payload
+from agent.events import EVIDENCE_PHASE, Notification
 from agent.store import OutboxItem, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from actions.notifiers.base import Delivery, Notifier
 
 log = structlog.get_logger("lifeguard.outbox")
-
-# Events whose first delivery carries the evidence collected for that phase (bounded wait).
-EVIDENCE_PHASE = {"incident.opened": "opened", "incident.resolved": "resolved"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class Outbox:
         wake = self._wake[name]
         while not self._stopping:
             wake.clear()
-            items = await self.store.run(self.store.due, name, self.clock())
+            items = await self.store.run(self.store.outbox.due, name, self.clock())
             if items and not self._stopping:
                 batch = [asyncio.create_task(self._deliver(self.notifiers[name], i)) for i in items]
                 self._in_flight.update(batch)
@@ -114,7 +114,7 @@ class Outbox:
                 finally:
                     self._in_flight.difference_update(batch)
                 continue
-            next_at = await self.store.run(self.store.next_due_at, name)
+            next_at = await self.store.run(self.store.outbox.next_due_at, name)
             timeout = 60.0 if next_at is None else min(60.0, max(0.0, next_at - self.clock()))
             try:
                 async with asyncio.timeout(timeout):
@@ -123,43 +123,58 @@ class Outbox:
                 pass
 
     async def _deliver(self, notifier: Notifier, item: OutboxItem) -> None:
-        body = item.body if item.body is not None else await self._first_body(item)
         bound = log.bind(
             incident_id=item.incident_id,
-            event=item.event,
+            event=item.event.kind,
             event_id=item.event_id,
             notifier=notifier.name,
             attempt=item.attempts + 1,
         )
+        try:
+            body = item.body if item.body is not None else await self._first_body(notifier, item)
+        except _RenderFailed as exc:  # a notifier that cannot render this event never will: dead, not a loop
+            reason = str(exc)
+            await self.store.run(self.store.outbox.mark_dead, item, reason)
+            bound.error("delivery.dead", detail=reason)
+            return
         result: Delivery = await notifier.send(item.event_id, body)
         now = self.clock()
         if result.outcome == "delivered":
-            await self.store.run(self.store.mark_delivered, item, now, result.detail)
+            await self.store.run(self.store.outbox.mark_delivered, item, now, result.detail)
             bound.info("delivery.delivered", detail=result.detail)
             return
         give_up_after = getattr(notifier.config, "give_up_after", 86400.0)
         if result.outcome == "dead" or now - item.created_at >= give_up_after:
             reason = result.detail if result.outcome == "dead" else f"gave up: {result.detail}"
-            await self.store.run(self.store.mark_dead, item, reason)
+            await self.store.run(self.store.outbox.mark_dead, item, reason)
             bound.error("delivery.dead", detail=reason)
             return
         delay = backoff(item.attempts + 1, self.policy)
         if result.retry_after is not None:
             delay = min(self.policy.retry_max, max(delay, result.retry_after))
-        await self.store.run(self.store.mark_retry, item, now + delay, result.detail)
+        await self.store.run(self.store.outbox.mark_retry, item, now + delay, result.detail)
         bound.warning("delivery.retry", detail=result.detail, retry_in_s=round(delay, 2))
 
-    async def _first_body(self, item: OutboxItem) -> bytes:
-        phase = EVIDENCE_PHASE.get(item.event)
+    async def _first_body(self, notifier: Notifier, item: OutboxItem) -> bytes:
+        phase = EVIDENCE_PHASE.get(item.event.kind)
         if phase and self.evidence_ready is not None:
             try:
                 async with asyncio.timeout(self.policy.evidence_wait):
                     await self.evidence_ready(item.incident_id, phase)
             except TimeoutError:
                 log.warning("evidence.late", incident_id=item.incident_id, phase=phase)
-        evidence = await self.store.run(self.store.evidence, item.incident_id)
-        body = payload.render_body(
-            item.payload, payload.latest_bundle(evidence), self.evidence_url(item.incident_id)
+        evidence = await self.store.run(self.store.evidence.get, item.incident_id)
+        notification = Notification(
+            event=item.event,
+            evidence=payload.latest_bundle(evidence),
+            evidence_url=self.evidence_url(item.incident_id),
         )
-        await self.store.run(self.store.freeze_body, item.id, body)
-        return body
+        try:
+            body = notifier.render(notification)
+        except Exception as exc:
+            raise _RenderFailed(f"cannot render the event: {type(exc).__name__}: {exc}"[:240]) from exc
+        return await self.store.run(self.store.outbox.freeze_body, item.id, body)
+
+
+class _RenderFailed(Exception):
+    """A notifier's ``render`` raised: a bug in it, or an event it cannot express."""

@@ -1,4 +1,4 @@
-"""Pure builders of what leaves the agent: incident snapshots and ``lifeguard.incident/v1`` events.
+"""Pure builders of what leaves the agent: incident snapshots and ``lifeguard.incident/v1`` documents.
 
 The schema is the contract with webhook receivers (``agent/schemas/incident-v1.schema.json``);
 these functions are the only place its shape is written, and they do no I/O.
@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.events import Notification
 from agent.incidents import sev_label
 
 SCHEMA = "lifeguard.incident/v1"
@@ -60,26 +61,24 @@ def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> di
     }
 
 
-def build_event(
-    *,
-    event: str,
-    event_id: str,
-    sequence: int,
-    occurred_at: float,
-    agent: dict[str, str],
-    incident: dict[str, Any],
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """An event without evidence; evidence is attached at first delivery (``render_body``)."""
+def event_document(notification: Notification) -> dict[str, Any]:
+    """The ``lifeguard.incident/v1`` document of one notification: what webhooks and files carry."""
+    event = notification.event
+    evidence = dict(empty_evidence())
+    if notification.evidence:
+        evidence.update({k: notification.evidence.get(k) for k in evidence})
+    evidence["url"] = notification.evidence_url
     return {
         "schema": SCHEMA,
-        "event_id": event_id,
-        "event": event,
-        "sequence": sequence,
-        "occurred_at": iso(occurred_at),
-        "agent": dict(agent),
-        "reason": reason,
-        "incident": incident,
+        "event_id": event.id,
+        "event": event.kind,
+        "sequence": event.sequence,
+        "occurred_at": iso(event.occurred_at),
+        "agent": dict(event.agent),
+        "reason": event.reason,
+        "incident": event.incident,
+        **event.fields,
+        "evidence": evidence,
     }
 
 
@@ -94,14 +93,6 @@ def empty_evidence() -> dict[str, Any]:
     }
 
 
-def render_body(event: dict[str, Any], bundle: dict[str, Any] | None, evidence_url: str) -> bytes:
-    """The bytes sent to every notifier: the event plus the latest evidence bundle."""
-    evidence = dict(empty_evidence())
-    if bundle:
-        evidence.update({k: bundle.get(k) for k in evidence})
-    evidence["url"] = evidence_url
-    return json.dumps(dict(event, evidence=evidence), separators=(",", ":")).encode()
-
-
 def latest_bundle(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The bundle an event carries: the resolved one once there is one, else the opening one."""
     return evidence.get("resolved") or evidence.get("opened")

@@ -24,6 +24,7 @@ import pytest
 
 from actions.healers import HEALERS, DockerRestartHealer
 from agent.dockerclient import ContainerNotFound, DockerEngine, DockerError, DockerUnavailable
+from checks import CheckContext
 from tests.fixtures_agent import poll
 
 try:
@@ -273,8 +274,9 @@ async def test_healer_restarts_stopped_container(engine: DockerEngine, run_conta
     container.stop(timeout=5)
     assert (await engine.inspect(name))["State"]["Status"] == "exited"
 
-    healer = HEALERS["restart_container"](engine, stop_timeout=2)
-    outcome = await healer.heal(name)
+    healer = HEALERS["restart_container"](name, CheckContext(docker=engine))
+    assert healer.describe() == f"restart container '{name}'" and healer.container == name
+    outcome = await healer.heal()
 
     assert outcome.ok, outcome.message
     assert outcome.message == f"restarted container '{name}'"
@@ -285,7 +287,7 @@ async def test_healer_restarts_stopped_container(engine: DockerEngine, run_conta
 async def test_healer_reports_missing_container(engine: DockerEngine) -> None:
     """Healing a container that does not exist is a failed outcome, not an exception."""
     name = unique("gone")
-    outcome = await DockerRestartHealer(engine).heal(name)
+    outcome = await DockerRestartHealer(name, CheckContext(docker=engine)).heal()
     assert not outcome.ok
     assert outcome.message == f"container '{name}' not found"
 
@@ -327,7 +329,7 @@ async def test_container_check_and_healer_when_docker_unreachable(
     expected = f"Docker unreachable at {dead_engine.url}: No such file or directory"
 
     result = await container_check(dead_engine, "web").run()
-    outcome = await DockerRestartHealer(dead_engine).heal("web")
+    outcome = await DockerRestartHealer("web", CheckContext(docker=dead_engine)).heal()
 
     assert not result.ok and result.message == expected
     assert not outcome.ok and outcome.message == expected
@@ -388,7 +390,8 @@ def test_engine_and_healers_import_without_docker_py() -> None:
         "from agent.dockerclient import DockerEngine\n"
         "from actions.healers import HEALERS\n"
         "import checks.container\n"
-        "HEALERS['restart_container'](DockerEngine('unix:///nowhere.sock'))\n"
+        "from checks import CheckContext\n"
+        "HEALERS['restart_container']('web', CheckContext(docker=DockerEngine('unix:///nowhere.sock')))\n"
         "sys.exit(1 if 'docker' in sys.modules else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -317,10 +317,10 @@ def file_notifier(path: Path) -> FileNotifier:
 async def test_file_appends_one_compact_line_per_event_creating_directories(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "events.jsonl"
     notifier = file_notifier(path)
-    pretty = json.dumps({"event_id": "evt_1", "title": "api failing: ünïcode"}, indent=2).encode()
+    line = b'{"event_id":"evt_1","title":"api failing: \xc3\xbcn\xc3\xafcode"}\n'
 
-    first = await notifier.send("evt_1", pretty)
-    second = await notifier.send("evt_2", json.dumps({"event_id": "evt_2"}).encode())
+    first = await notifier.send("evt_1", line)
+    second = await notifier.send("evt_2", b'{"event_id":"evt_2"}')
 
     assert (first.outcome, second.outcome) == ("delivered", "delivered")
     assert path.read_text(encoding="utf-8") == (
@@ -353,12 +353,12 @@ async def test_file_write_error_is_retried_with_the_reason(tmp_path: Path) -> No
     assert delivery.detail.startswith(f"cannot write {blocker / 'events.jsonl'}: ")
 
 
-async def test_a_body_that_is_not_json_is_dead(tmp_path: Path) -> None:
+async def test_a_body_of_more_than_one_line_is_dead(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
 
-    delivery = await file_notifier(path).send("evt_1", b"{not json")
+    delivery = await file_notifier(path).send("evt_1", b'{\n  "event_id": "evt_1"\n}')
 
-    assert delivery.outcome == "dead"
+    assert (delivery.outcome, delivery.detail) == ("dead", "body is not one line")
     assert not path.exists()
 
 

@@ -75,7 +75,7 @@ async def incident_with_events(store: Store, n: int, notifiers=("ops",), inciden
 
 async def rows_when(store: Store, predicate, timeout: float = 5.0) -> list[dict]:
     """The outbox rows once they satisfy the predicate (the write happens on the store thread)."""
-    return await poll(lambda: store.run(store.outbox_rows), predicate, timeout, "outbox rows")
+    return await poll(lambda: store.run(store.outbox.rows), predicate, timeout, "outbox rows")
 
 
 def make_outbox(store: Store, notifiers: dict, **kw) -> Outbox:
@@ -98,7 +98,7 @@ async def test_events_of_an_incident_arrive_in_order_through_retries(store, sess
     first_tries = [(h["webhook-id"], body) for status, h, body in rx.got[:4]]
     assert len({i for i, _ in first_tries}) == 1, "a retry keeps its webhook-id"
     assert len({b for _, b in first_tries}) == 1, "a retry sends the same bytes"
-    rows = await store.run(store.outbox_rows)
+    rows = await store.run(store.outbox.rows)
     assert [r["status"] for r in rows] == ["delivered"] * 3 and rows[0]["attempts"] == 4
 
 
@@ -113,7 +113,7 @@ async def test_a_rejected_event_goes_dead_and_stops_holding_back_the_next(store,
     finally:
         await box.stop()
         await rx.stop()
-    rows = await store.run(store.outbox_rows)
+    rows = await store.run(store.outbox.rows)
     assert [(r["status"], r["last_error"][:8] if r["last_error"] else None) for r in rows] == [
         ("dead", "HTTP 410"), ("delivered", None)]
 
@@ -152,7 +152,7 @@ async def test_a_dead_receiver_never_delays_another_notifier(store, session) -> 
     finally:
         await box.stop()
         await good.stop()
-    rows = {(r["notifier"], r["sequence"]): r for r in await store.run(store.outbox_rows)}
+    rows = {(r["notifier"], r["sequence"]): r for r in await store.run(store.outbox.rows)}
     assert rows[("down", 1)]["status"] == "pending" and "refused" in rows[("down", 1)]["last_error"]
     assert rows[("down", 2)]["attempts"] == 0  # waits behind its incident's first event
 
@@ -168,7 +168,7 @@ async def test_retry_after_is_honoured_and_stored(store, session) -> None:
     try:
         await wait_until(lambda: len(rx.got) == 1, 5, "the 429")
         await rows_when(store, lambda rows: rows[0]["attempts"] == 1)
-        next_at = await store.run(store.next_due_at, "ops")
+        next_at = await store.run(store.outbox.next_due_at, "ops")
     finally:
         await box.stop()
         await rx.stop()
@@ -191,7 +191,7 @@ async def test_first_delivery_waits_for_the_evidence(store, session) -> None:
     try:
         await asyncio.wait_for(asked.wait(), 5)
         assert rx.got == []  # the first delivery is held until the evidence is ready
-        await store.run(store.save_evidence, "inc_0000000000010a", "opened", 101.0,
+        await store.run(store.evidence.save, "inc_0000000000010a", "opened", 101.0,
                         {"phase": "opened", "collected_at": "2026-11-24T00:00:00.000Z", "checks": [],
                          "response": None, "container": None, "host": {"hostname": "h"}})
         ready.set()

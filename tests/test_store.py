@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Change, Store
+from agent.store import Change, Store, migrations
 
 
 @pytest.fixture
@@ -35,14 +35,14 @@ def test_file_is_wal_and_migrations_are_idempotent(store: Store, tmp_path: Path)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
     store.open()  # second open: no migration runs twice
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 3
 
 
 def test_apply_writes_incident_timeline_and_one_event_per_notifier(store: Store) -> None:
     snap = open_incident(store, notifiers=("ops", "chat"))
     assert snap["status"] == "open" and snap["sev"] == "SEV-2"
     assert [t["kind"] for t in snap["timeline"]] == ["opened"]
-    rows = store.outbox_rows()
+    rows = store.outbox.rows()
     assert [(r["notifier"], r["sequence"], r["event"]) for r in rows] == [
         ("ops", 1, "incident.opened"), ("chat", 1, "incident.opened")]
     assert rows[0]["event_id"] == rows[1]["event_id"]
@@ -53,18 +53,18 @@ def test_sequence_increases_per_incident(store: Store) -> None:
     store.apply(Change(incident_id="inc_000000000001aa", at=101, notifiers=("ops",),
                        timeline=[("heal_attempted", "restarting")], events=[("incident.heal_attempted", None)]))
     open_incident(store, "inc_000000000002bb", check="db")
-    seqs = [(r["incident_id"][-2:], r["sequence"]) for r in store.outbox_rows()]
+    seqs = [(r["incident_id"][-2:], r["sequence"]) for r in store.outbox.rows()]
     assert seqs == [("aa", 1), ("aa", 2), ("bb", 1)]
-    payload = store.due("ops", 1000)[0].payload
-    assert payload["incident"]["timeline"][0]["kind"] == "opened"
+    event = store.outbox.due("ops", 1000)[0].event
+    assert event.incident["timeline"][0]["kind"] == "opened" and event.kind == "incident.opened"
 
 
 def test_a_failed_change_leaves_nothing_behind(store: Store) -> None:
     open_incident(store)
     with pytest.raises(sqlite3.IntegrityError):  # a second open incident for the same check
         open_incident(store, "inc_000000000009zz")
-    assert len(store.outbox_rows()) == 1
-    assert store.incident("inc_000000000009zz") is None
+    assert len(store.outbox.rows()) == 1
+    assert store.incidents.get("inc_000000000009zz") is None
 
 
 def test_due_gives_only_the_first_pending_event_of_each_incident(store: Store) -> None:
@@ -72,59 +72,107 @@ def test_due_gives_only_the_first_pending_event_of_each_incident(store: Store) -
     store.apply(Change(incident_id="inc_000000000001aa", at=101, notifiers=("ops",),
                        events=[("incident.resolved", None)], update={"status": "resolved", "resolved_at": 101}))
     open_incident(store, "inc_000000000002bb", check="db")
-    due = store.due("ops", 1000)
+    due = store.outbox.due("ops", 1000)
     assert [(d.incident_id[-2:], d.sequence) for d in due] == [("aa", 1), ("bb", 1)]
-    store.mark_retry(due[0], next_at=500, error="HTTP 503")
-    assert [(d.incident_id[-2:], d.sequence) for d in store.due("ops", 400)] == [("bb", 1)]
-    assert store.next_due_at("ops") == 100  # bb's head; aa's second event waits behind its head
-    store.mark_dead(due[0], "HTTP 410")
-    assert [(d.incident_id[-2:], d.sequence) for d in store.due("ops", 400)] == [("bb", 1), ("aa", 2)]
+    store.outbox.mark_retry(due[0], next_at=500, error="HTTP 503")
+    assert [(d.incident_id[-2:], d.sequence) for d in store.outbox.due("ops", 400)] == [("bb", 1)]
+    assert store.outbox.next_due_at("ops") == 100  # bb's head; aa's second event waits behind its head
+    store.outbox.mark_dead(due[0], "HTTP 410")
+    assert [(d.incident_id[-2:], d.sequence) for d in store.outbox.due("ops", 400)] == [("bb", 1), ("aa", 2)]
 
 
 def test_delivered_appends_notified_and_body_freezes_once(store: Store) -> None:
     open_incident(store)
-    item = store.due("ops", 1000)[0]
-    store.freeze_body(item.id, b"first")
-    store.freeze_body(item.id, b"second")
-    assert store.due("ops", 1000)[0].body == b"first"
-    store.mark_delivered(item, 120, "HTTP 200")
-    assert store.due("ops", 1000) == []
-    kinds = [t["kind"] for t in store.incident(item.incident_id)["timeline"]]
+    item = store.outbox.due("ops", 1000)[0]
+    store.outbox.freeze_body(item.id, b"first")
+    store.outbox.freeze_body(item.id, b"second")
+    assert store.outbox.due("ops", 1000)[0].body == b"first"
+    store.outbox.mark_delivered(item, 120, "HTTP 200")
+    assert store.outbox.due("ops", 1000) == []
+    kinds = [t["kind"] for t in store.incidents.get(item.incident_id)["timeline"]]
     assert kinds == ["opened", "notified"]
-    assert store.outbox_stats(130)["pending"] == 0
+    assert store.outbox.stats(130)["pending"] == 0
 
 
 def test_heal_attempts_persist_for_the_budget(store: Store) -> None:
     open_incident(store)
-    store.apply(Change(incident_id="inc_000000000001aa", at=150, heal_attempt="api"))
-    assert store.heal_attempts(since=100) == [("api", 150)]
-    assert store.heal_attempts(since=150) == []
+    store.apply(Change(incident_id="inc_000000000001aa", at=150, heal_attempt=("restart_container", "api")))
+    assert store.heals.since(since=100) == [(("restart_container", "api"), 150)]
+    assert store.heals.since(since=150) == []
 
 
 def test_open_incidents_restore_their_state(store: Store) -> None:
     open_incident(store)
-    rows = store.open_incidents()
+    rows = store.incidents.open_rows()
     assert rows[0]["id"] == "inc_000000000001aa" and rows[0]["state"] == {"restarts": 0, "last_heal": None}
 
 
 def test_retention(store: Store) -> None:
-    store.add_results([("api", float(i), True, 0.01, "ok") for i in range(30)])
-    store.add_results([("db", 1.0, False, 0.01, "refused")])
+    store.results.add([("api", float(i), True, 0.01, "ok") for i in range(30)])
+    store.results.add([("db", 1.0, False, 0.01, "refused")])
     open_incident(store)
-    item = store.due("ops", 1000)[0]
-    store.mark_delivered(item, 200, "HTTP 200")
+    item = store.outbox.due("ops", 1000)[0]
+    store.outbox.mark_delivered(item, 200, "HTTP 200")
     store.apply(Change(incident_id=item.incident_id, at=300, update={"status": "resolved", "resolved_at": 300}))
-    store.save_evidence(item.incident_id, "opened", 100, {"phase": "opened"})
+    store.evidence.save(item.incident_id, "opened", 100, {"phase": "opened"})
     counts = store.prune(10_000, results_per_check=10, delivered_events=1000, resolved_evidence=5000)
     assert counts == {"results": 20, "events": 1, "evidence": 1}
-    assert [r["started_at"] for r in store.recent_results("api", 100)] == [float(i) for i in range(20, 30)]
-    assert len(store.recent_results("db")) == 1
+    assert [r["started_at"] for r in store.results.recent("api", 100)] == [float(i) for i in range(20, 30)]
+    assert len(store.results.recent("db")) == 1
 
 
 def test_events_for_a_removed_notifier_are_retired(store: Store) -> None:
     open_incident(store, notifiers=("ops", "old"))
-    assert store.retire_unknown_notifiers(["ops"]) == 1
-    rows = {r["notifier"]: r for r in store.outbox_rows()}
+    assert store.outbox.retire_unknown_notifiers(["ops"]) == 1
+    rows = {r["notifier"]: r for r in store.outbox.rows()}
     assert rows["old"]["status"] == "dead" and rows["old"]["last_error"] == "notifier removed from the config"
     assert rows["ops"]["status"] == "pending"
-    assert store.outbox_stats(200)["pending"] == 1
+    assert store.outbox.stats(200)["pending"] == 1
+
+
+def test_an_event_is_stored_once_as_data_whatever_the_number_of_notifiers(store: Store) -> None:
+    open_incident(store, notifiers=("ops", "chat", "audit"))
+    [event] = store.events.of_incident("inc_000000000001aa")
+    assert (event.kind, event.sequence, event.occurred_at, event.reason) == ("incident.opened", 1, 100.0, None)
+    assert event.agent == {"name": "t", "version": "0.1.0"} and event.incident["status"] == "open"
+    assert [item.event for item in store.outbox.due("ops", 1000) + store.outbox.due("chat", 1000)] == [event, event]
+    assert store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+
+
+def test_a_version_1_database_migrates_keeping_its_budget_and_queue(tmp_path: Path) -> None:
+    """A file written by 0.1.0 (schema 1) opens with its heal budget and pending events intact."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    number, _, script = migrations()[0]
+    db.executescript(f"{script}\nPRAGMA user_version = {number};")
+    db.execute("INSERT INTO incidents (id, check_name, check_type, target, status, severity, title, opened_at, state)"
+               " VALUES ('inc_000000000001aa', 'api', 'http', 'http://x', 'open', 'high', 'api failing', 100.0, '{}')")
+    db.executemany("INSERT INTO heal_attempts (container, at, incident_id) VALUES (?, ?, 'inc_000000000001aa')",
+                   [("api", 100.0), ("api", 160.0)])
+    old_payload = ('{"schema":"lifeguard.incident/v1","event_id":"evt_1","event":"incident.opened","sequence":1,'
+                   '"occurred_at":"2026-11-24T03:12:42.123Z","agent":{"name":"web-01","version":"0.1.0"},'
+                   '"reason":null,"incident":{"id":"inc_000000000001aa","status":"open"}}')
+    db.execute("INSERT INTO outbox (event_id, notifier, incident_id, sequence, event, payload, next_attempt_at,"
+               " created_at) VALUES ('evt_1', 'ops', 'inc_000000000001aa', 1, 'incident.opened', ?, 100, 100)",
+               (old_payload,))
+    db.commit()
+    db.close()
+
+    store = Store(path)
+    store.open()
+    try:
+        assert store.schema_version() == 3
+        assert store.heals.since(0) == [(("restart_container", "api"), 100.0), (("restart_container", "api"), 160.0)]
+        [item] = store.outbox.due("ops", 1000)
+        assert (item.event.id, item.event.kind, item.event.sequence, item.event.reason) == (
+            "evt_1", "incident.opened", 1, None)
+        from agent.payload import iso
+        assert iso(item.event.occurred_at) == "2026-11-24T03:12:42.123Z"
+        assert item.event.agent == {"name": "web-01", "version": "0.1.0"}
+        assert item.event.incident == {"id": "inc_000000000001aa", "status": "open"}
+    finally:
+        store.close()
+
+
+def test_migrations_are_numbered_files_without_gaps() -> None:
+    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003")]

@@ -1,27 +1,26 @@
 """Heal kinds: one module each, registered here and nowhere else.
 
-A healer is built with what it needs (a ``DockerEngine`` for ``restart_container``) and exposes
-one coroutine, ``heal(target) -> HealOutcome``, which never raises. Adding a kind touches its
-module, the ``HEALERS`` entry below and its test.
+``HEALERS`` maps a kind (its key under a check's ``heal:``) to its ``Healer`` class; the config
+loader and the engine read it at call time, so a test can register a kind of its own.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from actions.healers.base import HealClients, Healer, HealOutcome
+from actions.healers.docker_restart import DockerRestartHealer
 
-from actions.healers.docker_restart import DockerRestartHealer, HealOutcome
-
-
-class Healer(Protocol):
-    """What the incident engine needs from a heal kind."""
-
-    kind: ClassVar[str]
-
-    async def heal(self, target: str) -> HealOutcome: ...
-
-
-HEALERS: dict[str, type[DockerRestartHealer]] = {
+HEALERS: dict[str, type[Healer]] = {
     DockerRestartHealer.kind: DockerRestartHealer,
 }
 
-__all__ = ["HEALERS", "DockerRestartHealer", "HealOutcome", "Healer"]
+
+def build_healer(kind: str, target: str, clients: HealClients) -> Healer:
+    """The healer for one check's ``heal:`` section."""
+    try:
+        cls = HEALERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown heal kind {kind!r} (known: {', '.join(sorted(HEALERS))})") from None
+    return cls(target, clients)
+
+
+__all__ = ["HEALERS", "DockerRestartHealer", "HealClients", "HealOutcome", "Healer", "build_healer"]

@@ -1,40 +1,48 @@
-"""Heal a container by restarting it through the Docker Engine API.
+"""Heal a container by restarting it through the Docker Engine API (``heal: {restart_container: X}``).
 
-The healer only acts: whether a restart is allowed (budget, cooldown, grace, verification) is
-the incident engine's decision. It never raises, so a failed heal is an outcome the engine
-records on the incident's timeline, not an exception in a background task.
+The default target is the check's own ``container``, so ``heal: {}`` on a container check
+restarts that container.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from agent.dockerclient import DockerEngine, DockerError
-
-
-@dataclass(frozen=True, slots=True)
-class HealOutcome:
-    """Whether a heal action succeeded, and what happened in one line."""
-
-    ok: bool
-    message: str
+from actions.healers.base import HealClients, Healer, HealOutcome
+from agent.dockerclient import DockerError
 
 
-class DockerRestartHealer:
+class DockerRestartHealer(Healer):
     """Restarts a container, giving it ``stop_timeout`` seconds to stop before Docker kills it."""
 
     kind: ClassVar[str] = "restart_container"
+    verb: ClassVar[str] = "restart"
+    verb_ing: ClassVar[str] = "restarting"
+    noun: ClassVar[str] = "container"
+    needs: ClassVar[frozenset[str]] = frozenset({"docker"})
 
-    def __init__(self, engine: DockerEngine, stop_timeout: int = 10) -> None:
-        self.engine = engine
+    def __init__(self, target: str, clients: HealClients, stop_timeout: int = 10) -> None:
+        super().__init__(target, clients)
         self.stop_timeout = stop_timeout
 
-    async def heal(self, container: str) -> HealOutcome:
+    @classmethod
+    def default_target(cls, check: Mapping[str, Any]) -> str | None:
+        container = check.get("container")
+        return container if isinstance(container, str) and container.strip() else None
+
+    @property
+    def container(self) -> str | None:
+        return self.target
+
+    async def heal(self) -> HealOutcome:
+        engine = self.clients.docker
+        if engine is None:
+            return HealOutcome(False, "no Docker engine configured")
         try:
-            await self.engine.restart(container, stop_timeout=self.stop_timeout)
+            await engine.restart(self.target, stop_timeout=self.stop_timeout)
         except DockerError as exc:
             return HealOutcome(False, str(exc))
         except Exception as exc:  # never raise into the engine's background task
             return HealOutcome(False, f"{type(exc).__name__}: {exc}")
-        return HealOutcome(True, f"restarted container {container!r}")
+        return HealOutcome(True, f"restarted container {self.target!r}")

@@ -1,5 +1,10 @@
 """The one interface every notifier implements, and the outcome of one delivery attempt.
 
+A notifier renders an event (a ``Notification``: the event as data, its evidence, its link)
+into its own request body with ``render``, a pure function with golden tests, and sends that
+body with ``send``. The outbox renders once, at the first attempt, and keeps the bytes, so
+every retry sends the same body.
+
 The outbox owns durability: it stores each event, decides when to try again and in what
 order, and gives up after ``give_up_after``. A notifier makes exactly one attempt per
 ``send()`` and says what happened, in three words the outbox acts on: ``delivered``,
@@ -15,6 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
+
+    from agent.events import Notification
 
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 HttpSessionFactory = Callable[[], "aiohttp.ClientSession"]
@@ -45,8 +52,12 @@ class Notifier:
     def name(self) -> str:
         return self.config.name
 
+    def render(self, notification: Notification) -> bytes:
+        """The request body for one event: pure (no I/O, no clock), so its bytes are tested exactly."""
+        raise NotImplementedError
+
     async def send(self, event_id: str, body: bytes) -> Delivery:
-        """Make one attempt to deliver ``body`` (the rendered JSON payload).
+        """Make one attempt to deliver ``body`` (what ``render`` made at the first attempt).
 
         Must not raise, except ``asyncio.CancelledError``: every failure is a ``Delivery``.
         """

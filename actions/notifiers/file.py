@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+from agent import payload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.events import Notification
 
 # Evidence carries container logs and response bodies: not for every local user to read.
 _FILE_MODE = 0o640
@@ -29,11 +33,13 @@ class FileNotifier(Notifier):
         # Writes happen in worker threads; the lock keeps two sends from interleaving a line.
         self._lock = asyncio.Lock()
 
+    def render(self, notification: Notification) -> bytes:
+        return render_line(notification)
+
     async def send(self, event_id: str, body: bytes) -> Delivery:
-        try:
-            line = _json_line(body)
-        except ValueError as exc:  # the same body would fail the same way on every retry
-            return Delivery("dead", f"body is not JSON: {exc}")
+        line = body if body.endswith(b"\n") else body + b"\n"
+        if b"\n" in line[:-1]:  # the same body would fail the same way on every retry
+            return Delivery("dead", "body is not one line")
         try:
             async with self._lock:
                 await asyncio.to_thread(_append, self._path, line)
@@ -46,10 +52,10 @@ class FileNotifier(Notifier):
         return Delivery("delivered", f"appended {len(line)} bytes to {self._path}")
 
 
-def _json_line(body: bytes) -> bytes:
-    # Re-encoded rather than trusted: a pretty-printed body would otherwise span lines.
-    event = json.loads(body)
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+def render_line(notification: Notification) -> bytes:
+    """One compact JSON line (UTF-8, not escaped): the same document a webhook receives."""
+    document = payload.event_document(notification)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def _append(path: str, line: bytes) -> None:

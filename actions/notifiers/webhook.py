@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import json
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import agent
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+from agent import payload
 from agent.durations import format_duration
 from agent.signing import PREFIX as SECRET_PREFIX
 from agent.signing import decode_secret, sign_with_key
@@ -26,6 +28,8 @@ from agent.signing import decode_secret, sign_with_key
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
     from multidict import CIMultiDict
+
+    from agent.events import Notification
 
 USER_AGENT = f"lifeguard/{agent.__version__}"
 _DETAIL_BODY_CHARS = 200
@@ -61,6 +65,9 @@ class WebhookNotifier(Notifier):
         if secret:
             private += [secret, secret.removeprefix(SECRET_PREFIX)]
         self._private = sorted({value for value in private if len(value) >= 6}, key=len, reverse=True)
+
+    def render(self, notification: Notification) -> bytes:
+        return render_json(notification)
 
     async def send(self, event_id: str, body: bytes) -> Delivery:
         try:
@@ -109,6 +116,11 @@ class WebhookNotifier(Notifier):
         else:
             headers.popall("webhook-signature", None)
         return headers
+
+
+def render_json(notification: Notification) -> bytes:
+    """The signed body: the ``lifeguard.incident/v1`` document as compact JSON."""
+    return json.dumps(payload.event_document(notification), separators=(",", ":")).encode()
 
 
 def _classify_response(

@@ -1,0 +1,149 @@
+"""The delivery queue: one row per (event, notifier), with its attempts and its next try.
+
+An event waits for every earlier pending event of its incident (per notifier), so events of one
+incident reach each notifier in order, while other incidents' events pass it by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.events import Event
+from agent.store._repo import Repo
+from agent.store.events import event_from_row
+
+FIRST_IN_LINE = """NOT EXISTS (
+    SELECT 1 FROM outbox AS p
+    WHERE p.notifier = o.notifier AND p.incident_id = o.incident_id
+      AND p.status = 'pending' AND p.sequence < o.sequence)"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One pending delivery of one event to one notifier."""
+
+    id: int
+    notifier: str
+    event: Event
+    body: bytes | None  # what the first attempt sent; None before it
+    attempts: int
+    created_at: float
+
+    @property
+    def event_id(self) -> str:
+        return self.event.id
+
+    @property
+    def incident_id(self) -> str:
+        return self.event.incident_id
+
+    @property
+    def sequence(self) -> int:
+        return self.event.sequence
+
+
+class OutboxRepo(Repo):
+    def enqueue(self, event_id: str, incident_id: str, sequence: int, notifiers: Sequence[str], at: float) -> None:
+        self.db.executemany(
+            "INSERT INTO outbox (event_id, notifier, incident_id, sequence, next_attempt_at, created_at)"
+            " VALUES (?,?,?,?,?,?)",
+            [(event_id, n, incident_id, sequence, at, at) for n in notifiers],
+        )
+
+    def due(self, notifier: str, now: float, limit: int = 50) -> list[OutboxItem]:
+        """Pending deliveries whose time has come and that are first in line for their incident."""
+        rows = self.db.execute(
+            f"""
+            SELECT o.id AS delivery_id, o.notifier, o.body, o.attempts, o.created_at, e.*
+            FROM outbox AS o JOIN events AS e ON e.id = o.event_id
+            WHERE o.notifier = ? AND o.status = 'pending' AND o.next_attempt_at <= ? AND {FIRST_IN_LINE}
+            ORDER BY o.next_attempt_at, o.id LIMIT ?
+            """,
+            (notifier, now, limit),
+        ).fetchall()
+        return [
+            OutboxItem(
+                id=r["delivery_id"],
+                notifier=r["notifier"],
+                event=event_from_row(r),
+                body=r["body"],
+                attempts=r["attempts"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    def next_due_at(self, notifier: str) -> float | None:
+        """When the first delivery that is first in line for its incident comes due."""
+        row = self.db.execute(
+            f"SELECT MIN(o.next_attempt_at) FROM outbox AS o"
+            f" WHERE o.notifier = ? AND o.status = 'pending' AND {FIRST_IN_LINE}",
+            (notifier,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def freeze_body(self, item_id: int, body: bytes) -> bytes:
+        """Keep the first attempt's body for every retry; returns the body that is kept."""
+        with self._store.transaction():
+            self.db.execute("UPDATE outbox SET body = ? WHERE id = ? AND body IS NULL", (body, item_id))
+            kept: bytes = self.db.execute("SELECT body FROM outbox WHERE id = ?", (item_id,)).fetchone()[0]
+        return kept
+
+    def mark_delivered(self, item: OutboxItem, at: float, detail: str) -> None:
+        with self._store.transaction():
+            self.db.execute(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE id = ?",
+                (at, item.id),
+            )
+            self._store.incidents.append_timeline(
+                item.incident_id, at, [("notified", f"{item.event.kind} delivered to {item.notifier} ({detail})")]
+            )
+
+    def mark_retry(self, item: OutboxItem, next_at: float, error: str) -> None:
+        with self._store.transaction():
+            self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (next_at, error, item.id),
+            )
+
+    def mark_dead(self, item: OutboxItem, error: str) -> None:
+        with self._store.transaction():
+            self.db.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, item.id),
+            )
+
+    def retire_unknown_notifiers(self, known: Sequence[str]) -> int:
+        """Deliveries queued for a notifier no longer in the config can never happen: mark them dead."""
+        marks = ", ".join("?" * len(known))
+        with self._store.transaction():
+            return self.db.execute(
+                f"UPDATE outbox SET status = 'dead', last_error = 'notifier removed from the config'"
+                f" WHERE status = 'pending' AND notifier NOT IN ({marks})",
+                list(known),
+            ).rowcount
+
+    def stats(self, now: float) -> dict[str, Any]:
+        row = self.db.execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetchone()
+        dead = self.db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
+        oldest = row[1]
+        return {"pending": row[0], "dead": dead, "oldest_pending_age": None if oldest is None else max(0.0, now - oldest)}
+
+    def rows(self, incident_id: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT o.id, o.event_id, o.notifier, o.incident_id, o.sequence, e.kind AS event, o.status, o.attempts,"
+            " o.last_error FROM outbox AS o JOIN events AS e ON e.id = o.event_id"
+        )
+        args: tuple[Any, ...] = ()
+        if incident_id:
+            sql += " WHERE o.incident_id = ?"
+            args = (incident_id,)
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY o.id", args).fetchall()]
+
+    def prune_delivered(self, before: float) -> int:
+        return self.db.execute(
+            "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (before,)
+        ).rowcount

@@ -1,0 +1,37 @@
+"""Check results: the history that evidence shows and the API reports, bounded per check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agent.store._repo import Repo
+
+ResultRow = tuple[str, float, bool, float, str]
+"""(check, started_at, ok, latency, message)"""
+
+
+class ResultsRepo(Repo):
+    def add(self, rows: Iterable[ResultRow]) -> None:
+        with self._store.transaction():
+            self.db.executemany(
+                "INSERT INTO results (check_name, started_at, ok, latency, message) VALUES (?,?,?,?,?)", rows
+            )
+
+    def recent(self, check: str, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT started_at, ok, latency, message FROM results WHERE check_name = ? ORDER BY id DESC LIMIT ?",
+            (check, limit),
+        ).fetchall()
+        return [dict(r) | {"ok": bool(r["ok"])} for r in reversed(rows)]
+
+    def prune(self, keep_per_check: int) -> int:
+        return self.db.execute(
+            """
+            DELETE FROM results WHERE id IN (
+              SELECT id FROM (
+                SELECT id, ROW_NUMBER() OVER (PARTITION BY check_name ORDER BY id DESC) AS n
+                FROM results) WHERE n > ?)
+            """,
+            (keep_per_check,),
+        ).rowcount
