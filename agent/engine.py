@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.evidence import HISTORY_LIMIT as HISTORY  # results kept in memory per check
 from agent.incidents import CheckState, Decision, HealBudget, Policy, evaluate, restart_call_failed
 from agent.store import Change, Store, new_id
 from checks.base import CheckResult
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = structlog.get_logger("lifeguard.engine")
 
-HISTORY = 20  # results kept in memory per check: what evidence shows
 # A heal waits at most this long for the opening evidence (itself bounded at ~3 s), so the bundle
 # shows the container as it failed, not as the restart left it.
 EVIDENCE_BEFORE_HEAL = 5.0
