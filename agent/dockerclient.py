@@ -157,7 +157,8 @@ class DockerEngine:
                 # "auto" negotiates the engine's API version (1.41 on Debian's 20.10); pinning a
                 # newer one is refused by older engines.
                 self._client = docker.APIClient(
-                    base_url=self.url, version="auto", timeout=self.timeout
+                    # docker-py hands the timeout to requests, which takes a float; the stubs say int.
+                    base_url=self.url, version="auto", timeout=self.timeout  # type: ignore[arg-type]
                 )
             except docker.errors.DockerException as exc:
                 # Creating the client asks the engine for its version: the same failures as a call.

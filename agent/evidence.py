@@ -21,12 +21,11 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.durations import format_duration
-from agent.payload import iso
 from agent.redact import (
     redact_body,
     redact_headers,
@@ -34,6 +33,7 @@ from agent.redact import (
     redact_url,
     secret_env_values,
 )
+from agent.timefmt import iso, iso_datetime
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.dockerclient import DockerEngine
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 
 HISTORY_LIMIT = 20
-"""Check results kept in a bundle, the most recent ones."""
+"""Check results kept per check, the most recent ones: what the engine remembers and a bundle shows."""
 
 TOP_PROCESSES = 5
 
@@ -266,8 +266,8 @@ def docker_time(value: str | None) -> str | None:
         return None
     frac = (match.group("frac") or "0")[:6].ljust(6, "0")
     tz = "+00:00" if match.group("tz") == "Z" else match.group("tz")
-    parsed = datetime.fromisoformat(f"{match.group('base')}.{frac}{tz}").astimezone(UTC)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    parsed = datetime.fromisoformat(f"{match.group('base')}.{frac}{tz}")
+    return iso_datetime(parsed)
 
 
 class HostSampler:
@@ -310,7 +310,7 @@ class HostSampler:
 
 def _busy(times: Any) -> float:
     idle = getattr(times, "idle", 0.0) + getattr(times, "iowait", 0.0)
-    return sum(times) - idle
+    return float(sum(times) - idle)
 
 
 def host_snapshot(paths: Sequence[Path], sampler: HostSampler | None = None) -> dict[str, Any]:
@@ -323,7 +323,7 @@ def host_snapshot(paths: Sequence[Path], sampler: HostSampler | None = None) -> 
 
     cpu = (sampler or HostSampler()).cpu_percent()
     memory = psutil.virtual_memory()
-    disks = []
+    disks: list[dict[str, Any]] = []
     seen: set[str] = set()
     for path in paths:
         key = str(path)

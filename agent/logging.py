@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from agent.redact import value_masker
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -21,17 +24,12 @@ class MaskSecrets:
     """Replace every configured secret value that reaches a log event (defence in depth)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._mask = value_masker(secrets)
 
-    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-        if not self.secrets:
-            return event
+    def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         for key, value in event.items():
             if isinstance(value, str):
-                for secret in self.secrets:
-                    if secret in value:
-                        value = value.replace(secret, "[redacted]")
-                event[key] = value
+                event[key] = self._mask(value)
         return event
 
 

@@ -7,20 +7,13 @@ these functions are the only place its shape is written, and they do no I/O.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from agent.events import Notification
 from agent.incidents import sev_label
+from agent.timefmt import iso as iso  # also imported from here by older callers
 
 SCHEMA = "lifeguard.incident/v1"
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with milliseconds and ``Z``."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def incident_summary(row: dict[str, Any]) -> dict[str, Any]:

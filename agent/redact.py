@@ -13,7 +13,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
@@ -115,18 +115,34 @@ def redact_json(obj: Any, secret_values: Iterable[str] = ()) -> Any:
 def redact_text(text: str, secret_values: Iterable[str] = ()) -> str:
     """Free text (a log line, a body) with secrets masked.
 
-    Masks every occurrence of each of ``secret_values`` (values shorter than 4 characters are
-    ignored), ``name=value`` / ``name: value`` / ``"name": "value"`` where the name looks
-    secret, ``Bearer`` / ``Basic`` credentials, and user-info in URLs.
+    Masks every occurrence of each of ``secret_values`` (as ``mask_values`` does),
+    ``name=value`` / ``name: value`` / ``"name": "value"`` where the name looks secret,
+    ``Bearer`` / ``Basic`` credentials, and user-info in URLs.
     """
     if not text:
         return text
-    pattern = _values_pattern(_value_key(secret_values))
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
+    text = mask_values(text, secret_values)
     text = _URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     text = _redact_pairs(text)
     return _AUTH_SCHEME.sub(lambda m: f"{m.group('bearer') or m.group('basic')} {REDACTED}", text)
+
+
+def mask_values(text: str, secret_values: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret value, plain or URL-encoded, masked.
+
+    Values shorter than ``MIN_SECRET_LENGTH`` are ignored, and nothing else is touched: this is
+    for text where only the configured secrets are a concern (a log event field, an error
+    detail). ``redact_text`` applies the same rule along with the name-based ones.
+    """
+    return value_masker(secret_values)(text)
+
+
+def value_masker(secret_values: Iterable[str]) -> Callable[[str], str]:
+    """``mask_values`` with the values bound once, for a caller that masks many texts."""
+    pattern = _values_pattern(_value_key(secret_values))
+    if pattern is None:
+        return _unchanged
+    return functools.partial(pattern.sub, REDACTED)
 
 
 def redact_body(body: str, content_type: str | None, secret_values: Iterable[str] = ()) -> str:
@@ -256,6 +272,10 @@ def _redact_json(obj: Any, values: tuple[str, ...]) -> Any:
     if isinstance(obj, str):
         return redact_text(obj, values)
     return copy.deepcopy(obj)
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def _value_key(secret_values: Iterable[str]) -> tuple[str, ...]:

@@ -1,5 +1,7 @@
 """Check types: one module each, registered here and nowhere else."""
 
+from typing import Any
+
 from checks.base import Check, CheckContext, CheckResult, Outcome
 from checks.container import ContainerCheck
 from checks.http import HttpCheck
@@ -12,7 +14,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
 }
 
 
-def build_check(config, context: CheckContext) -> Check:
+def build_check(config: Any, context: CheckContext) -> Check:
     return CHECK_TYPES[config.type](config, context)
 
 

@@ -85,7 +85,8 @@ class Check:
 
     @property
     def name(self) -> str:
-        return self.config.name
+        name: str = self.config.name
+        return name
 
     @property
     def target(self) -> str:

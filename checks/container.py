@@ -23,7 +23,8 @@ class ContainerCheck(Check):
 
     @property
     def target(self) -> str:
-        return self.config.container
+        container: str = self.config.container
+        return container
 
     async def probe(self) -> Outcome:
         engine = self.context.docker

@@ -7,13 +7,13 @@ downloads more than ``BODY_READ_LIMIT`` bytes whatever the target sends back.
 
 from __future__ import annotations
 
-import errno
 import re
 import socket
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
+from agent.neterrors import describe_os_error
 from checks.base import Check, CheckContext, Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,14 +205,4 @@ def _ssl_reason(error: BaseException) -> str:
 def _describe_os_error(error: OSError) -> str:
     if isinstance(error, ssl.SSLError):
         return f"TLS error: {_ssl_reason(error)}"
-    if error.errno == errno.ECONNREFUSED:
-        return "connection refused"
-    if error.errno == errno.ECONNRESET:
-        return "connection reset"
-    if error.errno == errno.EHOSTUNREACH:
-        return "host unreachable"
-    if error.errno == errno.ENETUNREACH:
-        return "network unreachable"
-    if error.strerror:
-        return f"cannot connect: {error.strerror[0].lower()}{error.strerror[1:]}"
-    return f"cannot connect: {error}" if str(error) else "cannot connect"
+    return describe_os_error(error)

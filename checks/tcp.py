@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import re
 import socket
 import sys
 from typing import Any
 
+from agent.neterrors import describe_errno
 from checks.base import Check, CheckContext, Outcome
 
 # With several addresses per host (localhost -> ::1 and 127.0.0.1), asyncio folds differing
@@ -59,26 +59,12 @@ def _describe_connect_error(error: OSError) -> str:
     if error.errno is None and str(error).startswith("Multiple exceptions:"):
         # Python 3.11 folds one error per address into this text; the errnos are all it keeps.
         return _describe_connect_errnos([int(n) for n in _ERRNO_IN_TEXT.findall(str(error))])
-    return _describe_errno(error.errno, error.strerror or str(error))
+    return describe_errno(error.errno, error.strerror or str(error))
 
 
 def _describe_connect_errnos(errnos: list[int | None]) -> str:
     """One reason for all addresses tried: theirs if they agree, ignoring absent address families."""
     telling = [n for n in errnos if n not in _NO_SUCH_FAMILY] or errnos
     if telling and all(n == telling[0] for n in telling) and telling[0] is not None:
-        return _describe_errno(telling[0], os.strerror(telling[0]))
+        return describe_errno(telling[0])
     return "cannot connect on any address"
-
-
-def _describe_errno(number: int | None, text: str) -> str:
-    if number == errno.ECONNREFUSED:
-        return "connection refused"
-    if number == errno.EHOSTUNREACH:
-        return "host unreachable"
-    if number == errno.ENETUNREACH:
-        return "network unreachable"
-    if number == errno.ETIMEDOUT:
-        return "connection timed out"
-    if number is not None:
-        text = os.strerror(number)
-    return f"cannot connect: {text[:1].lower()}{text[1:]}" if text else "cannot connect"

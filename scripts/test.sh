@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need and runs the whole suite (extra arguments go to pytest).
+# Installs everything the tests need, runs ruff and mypy, then the whole suite (extra arguments
+# go to pytest). Any of the three failing fails the run.
 # As root on Debian/Ubuntu it also installs what is missing: python3-venv, a Docker engine
 # (docker.io) and busybox-static (the tests build their container image from it). The tests
 # start their own dockerd; nothing here starts one.
@@ -22,4 +23,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Lint and types first: both are fast, and a failure there fails the run like a failing test.
+.venv/bin/python -m ruff check .
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

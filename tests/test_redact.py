@@ -6,15 +6,19 @@ import json
 
 import pytest
 
+from agent.logging import MaskSecrets
 from agent.redact import (
+    MIN_SECRET_LENGTH,
     REDACTED,
     is_secret_name,
+    mask_values,
     redact_body,
     redact_headers,
     redact_json,
     redact_text,
     redact_url,
     secret_env_values,
+    value_masker,
 )
 
 
@@ -269,3 +273,21 @@ def test_redact_body_json_masks_secret_values_in_ordinary_fields() -> None:
 )
 def test_secret_env_values(env: list[str] | None, expected: list[str]) -> None:
     assert secret_env_values(env) == expected
+
+
+def test_mask_values_masks_each_value_plain_and_url_encoded_longest_first() -> None:
+    text = "token=ab/cd+ef&u=ab%2Fcd%2Bef&again=ab/cd+ef-longer"
+    assert mask_values(text, ["ab/cd+ef", "ab/cd+ef-longer"]) == (
+        f"token={REDACTED}&u={REDACTED}&again={REDACTED}"
+    )
+
+
+def test_mask_values_ignores_values_too_short_to_mask_safely() -> None:
+    short = "x" * (MIN_SECRET_LENGTH - 1)
+    assert mask_values(f"a {short} b", [short]) == f"a {short} b"
+    assert value_masker([])("nothing to mask") == "nothing to mask"
+
+
+def test_log_events_mask_configured_secrets_with_the_same_rule() -> None:
+    event = MaskSecrets(["hunter22", "abc"])(None, "info", {"event": "login hunter22 abc", "n": 1})
+    assert event == {"event": f"login {REDACTED} abc", "n": 1}

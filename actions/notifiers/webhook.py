@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import errno
 import json
 import math
 import time
@@ -22,6 +21,8 @@ import agent
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from agent import payload
 from agent.durations import format_duration
+from agent.neterrors import describe_os_error
+from agent.redact import value_masker
 from agent.signing import PREFIX as SECRET_PREFIX
 from agent.signing import decode_secret, sign_with_key
 
@@ -60,11 +61,10 @@ class WebhookNotifier(Notifier):
         self._extra_headers: dict[str, str] = dict(getattr(config, "headers", None) or {})
         # Details are logged and stored, and a receiver may echo the request back in an error
         # body: mask what must stay private (URL tokens, auth headers, the secret itself).
-        # (Short values are left alone: masking "json" everywhere would only garble details.)
         private = [self._url, *self._extra_headers.values()]
         if secret:
             private += [secret, secret.removeprefix(SECRET_PREFIX)]
-        self._private = sorted({value for value in private if len(value) >= 6}, key=len, reverse=True)
+        self._redact = value_masker(private)
 
     def render(self, notification: Notification) -> bytes:
         return render_json(notification)
@@ -76,11 +76,6 @@ class WebhookNotifier(Notifier):
             raise
         except Exception as exc:  # noqa: BLE001 - the outbox needs a verdict, never an exception
             return _classify_error(exc, self.config.timeout, self._redact)
-
-    def _redact(self, text: str) -> str:
-        for value in self._private:
-            text = text.replace(value, "***")
-        return text
 
     async def _post(self, event_id: str, body: bytes) -> Delivery:
         import aiohttp
@@ -155,11 +150,7 @@ def _classify_error(exc: Exception, timeout: float, redact: Callable[[str], str]
         # The URL is not echoed: webhook URLs often carry a token in their path.
         return Delivery("dead", "invalid webhook URL")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        os_error = exc.os_error
-        if getattr(os_error, "errno", None) == errno.ECONNREFUSED:
-            return Delivery("retry", "connection refused")
-        reason = getattr(os_error, "strerror", None) or type(os_error).__name__
-        return Delivery("retry", f"cannot connect: {reason}")
+        return Delivery("retry", redact(describe_os_error(exc.os_error)))
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return Delivery("retry", _exc_detail(exc, redact))
     # An unknown failure may well be transient; the outbox's give_up_after still bounds it.

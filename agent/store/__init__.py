@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.store.changes import Change, new_id
-from agent.store.evidence import EvidenceRepo
 from agent.store.events import EventsRepo
+from agent.store.evidence import EvidenceRepo
 from agent.store.heals import HealsRepo
 from agent.store.incidents import IncidentsRepo
 from agent.store.outbox import OutboxItem, OutboxRepo

@@ -23,6 +23,7 @@ class EvidenceRepo(Repo):
 
     def prune_resolved(self, before: float) -> int:
         return self.db.execute(
-            "DELETE FROM evidence WHERE incident_id IN (SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < ?)",
+            "DELETE FROM evidence WHERE incident_id IN"
+            " (SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < ?)",
             (before,),
         ).rowcount

@@ -8,7 +8,8 @@ from agent.store._repo import Repo
 class HealsRepo(Repo):
     def record(self, kind: str, target: str, at: float, incident_id: str | None) -> None:
         self.db.execute(
-            "INSERT INTO heal_attempts (kind, target, at, incident_id) VALUES (?,?,?,?)", (kind, target, at, incident_id)
+            "INSERT INTO heal_attempts (kind, target, at, incident_id) VALUES (?,?,?,?)",
+            (kind, target, at, incident_id),
         )
 
     def since(self, since: float) -> list[tuple[tuple[str, str], float]]:

@@ -130,7 +130,8 @@ class OutboxRepo(Repo):
         row = self.db.execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetchone()
         dead = self.db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
         oldest = row[1]
-        return {"pending": row[0], "dead": dead, "oldest_pending_age": None if oldest is None else max(0.0, now - oldest)}
+        age = None if oldest is None else max(0.0, now - oldest)
+        return {"pending": row[0], "dead": dead, "oldest_pending_age": age}
 
     def rows(self, incident_id: str | None = None) -> list[dict[str, Any]]:
         sql = (
