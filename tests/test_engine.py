@@ -77,3 +77,55 @@ async def test_removed_check_is_resolved_at_restore(store, tmp_path) -> None:
     incident = await store.run(store.incidents.get, "inc_00000000000bbb")
     assert incident["status"] == "resolved" and incident["resolve_reason"] == "check_removed"
     assert [r["event"] for r in await store.run(store.outbox.rows)] == ["incident.resolved"]
+
+
+async def test_a_failed_write_changes_nothing_and_the_next_result_opens_the_incident(tmp_path) -> None:
+    """Another process holds the database: the opening write fails, nothing is half-remembered."""
+    import sqlite3
+
+    store = Store(tmp_path / "lifeguard.db", busy_timeout=0.2)
+    await store.run(store.open)
+    try:
+        engine = engine_for(store, tmp_path, lambda: 1000.0)
+        await engine.restore()
+        other = sqlite3.connect(tmp_path / "lifeguard.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        await engine.on_result(CheckResult("db", False, 1000.0, 0.001, "connection refused"))
+        assert engine.tracked["db"].state.incident_id is None
+        assert engine.check_views()[0].incident_id is None
+        assert engine.problems() and engine.problems()[0].startswith("incident writes failing: OperationalError")
+        other.execute("ROLLBACK")
+        other.close()
+
+        await engine.on_result(CheckResult("db", False, 1001.0, 0.001, "connection refused"))
+        [incident] = await store.run(store.incidents.list, None, 10)
+        assert engine.tracked["db"].state.incident_id == incident["id"] == engine.check_views()[0].incident_id
+        assert [r["event"] for r in await store.run(store.outbox.rows)] == ["incident.opened"]
+        assert engine.problems() == []
+        await engine.drain(5)
+    finally:
+        await store.aclose()
+
+
+async def test_results_the_database_refused_are_kept_and_written_by_the_next_flush(tmp_path) -> None:
+    import sqlite3
+
+    store = Store(tmp_path / "lifeguard.db", busy_timeout=0.1)
+    await store.run(store.open)
+    try:
+        engine = engine_for(store, tmp_path, lambda: 1000.0)
+        for t in range(3):
+            await engine.on_result(CheckResult("db", True, 1000.0 + t, 0.001, "connected"))
+        other = sqlite3.connect(tmp_path / "lifeguard.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        await engine.flush_results()
+        assert engine.problems() and engine.problems()[0].startswith("results not saved:")
+        other.execute("ROLLBACK")
+        other.close()
+        await engine.on_result(CheckResult("db", True, 1003.0, 0.001, "connected"))
+        await engine.flush_results()
+        rows = await store.run(store.results.recent, "db", 10)
+        assert [r["started_at"] for r in rows] == [1000.0, 1001.0, 1002.0, 1003.0]
+        assert engine.problems() == []
+    finally:
+        await store.aclose()

@@ -55,8 +55,9 @@ def migrations() -> list[tuple[int, str, str]]:
 class Store:
     """The SQLite file, its thread, its migrations and its repositories."""
 
-    def __init__(self, path: Path, agent_info: dict[str, str] | None = None) -> None:
+    def __init__(self, path: Path, agent_info: dict[str, str] | None = None, *, busy_timeout: float = 10.0) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout  # how long a write waits for another process's lock
         self.agent_info = agent_info or {"name": "lifeguard", "version": "0"}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeguard-store")
         self._db: sqlite3.Connection | None = None
@@ -70,7 +71,7 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
