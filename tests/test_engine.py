@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from actions.healers import HEALERS, Healer, HealOutcome
 from agent.config import TcpCheckConfig
 from agent.engine import Engine
 from agent.evidence import EvidenceCollector
@@ -129,3 +130,113 @@ async def test_results_the_database_refused_are_kept_and_written_by_the_next_flu
         assert engine.problems() == []
     finally:
         await store.aclose()
+
+
+# -- heal paths: a heal kind registered by the test, a real SQLite file, an injected clock ----------
+
+
+class SwitchHealer(Healer):
+    """A heal kind of the test's own: 'flips' a target, succeeding or failing as told."""
+
+    kind = "flip_switch"
+    verb, verb_ing, noun = "flip", "flipping", "switch"
+    calls: list[str] = []
+    fail_with: str | None = None
+
+    async def heal(self) -> HealOutcome:
+        SwitchHealer.calls.append(self.target)
+        if SwitchHealer.fail_with:
+            return HealOutcome(False, SwitchHealer.fail_with)
+        return HealOutcome(True, f"flipped {self.target}")
+
+
+@pytest.fixture
+def switch(monkeypatch: pytest.MonkeyPatch) -> type[SwitchHealer]:
+    monkeypatch.setitem(HEALERS, SwitchHealer.kind, SwitchHealer)
+    monkeypatch.setattr(SwitchHealer, "calls", [])
+    monkeypatch.setattr(SwitchHealer, "fail_with", None)
+    return SwitchHealer
+
+
+def healing_engine(store: Store, tmp_path: Path, clock, **heal) -> Engine:
+    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                         notify=["ops"], heal={"flip_switch": "main", "max_restarts": 2, "within": "15m",
+                                               "cooldown": "10s", **heal})
+    return Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(),
+                  evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=clock)
+
+
+async def feed(engine: Engine, now: dict, ok: bool, at: float) -> None:
+    now["t"] = at
+    await engine.on_result(CheckResult("db", ok, at, 0.001, "ok" if ok else "connection refused"))
+    await engine.drain(5)  # the heal and the evidence it spawned
+
+
+async def timeline(store: Store) -> list[tuple[str, str]]:
+    [summary] = await store.run(store.incidents.list, None, 10)
+    incident = await store.run(store.incidents.get, summary["id"])
+    return [(t["kind"], t["message"]) for t in incident["timeline"] if t["kind"] != "notified"]
+
+
+async def test_a_heal_is_made_once_written_and_succeeds_with_the_next_pass(store, tmp_path, switch) -> None:
+    now = {"t": 1000.0}
+    engine = healing_engine(store, tmp_path, lambda: now["t"])
+    await engine.restore()
+    await feed(engine, now, False, 1000.0)
+    assert switch.calls == ["main"]
+    assert await store.run(store.heals.since, 0) == [(("flip_switch", "main"), 1000.0)]
+    await feed(engine, now, True, 1001.0)
+    assert await timeline(store) == [
+        ("opened", "connection refused"), ("heal_attempted", "flipping switch 'main'"),
+        ("heal_succeeded", "check passed again after the restart"), ("resolved", "recovered: 1 passing results in a row")]
+    events = [r["event"] for r in await store.run(store.outbox.rows)]
+    assert events == ["incident.opened", "incident.heal_attempted", "incident.heal_succeeded", "incident.resolved"]
+    incident = (await store.run(store.incidents.list, None, 1))[0]
+    snapshot = await store.run(store.incidents.get, incident["id"])
+    assert snapshot["heal"] == {"restarts": 1, "max_restarts": 2, "last_result": "succeeded"}
+
+
+async def test_a_failed_heal_is_judged_at_once_then_the_budget_runs_out(store, tmp_path, switch) -> None:
+    switch.fail_with = "switch stuck"
+    now = {"t": 1000.0}
+    engine = healing_engine(store, tmp_path, lambda: now["t"])
+    await engine.restore()
+    await feed(engine, now, False, 1000.0)
+    await feed(engine, now, False, 1005.0)  # within the cooldown: no heal
+    await feed(engine, now, False, 1010.0)  # cooldown over: the second and last attempt
+    await feed(engine, now, False, 1020.0)  # budget spent: escalate once
+    await feed(engine, now, False, 1030.0)
+    assert switch.calls == ["main", "main"]
+    assert [k for k, _ in await timeline(store)] == [
+        "opened", "heal_attempted", "heal_failed", "heal_attempted", "heal_failed", "heal_exhausted"]
+    assert (await timeline(store))[2] == ("heal_failed", "flip of 'main' failed: switch stuck")
+    assert (await timeline(store))[-1][1] == "flip budget spent for switch 'main': 2 of 2 attempts used within 15m"
+    rows = await store.run(store.outbox.rows)
+    assert [r["event"] for r in rows][-1] == "incident.escalated"
+
+
+async def test_the_budget_survives_a_restart_of_the_engine(store, tmp_path, switch) -> None:
+    now = {"t": 1000.0}
+    first = healing_engine(store, tmp_path, lambda: now["t"], max_restarts=1)
+    await first.restore()
+    await feed(first, now, False, 1000.0)
+    await feed(first, now, True, 1001.0)  # healed and resolved: one attempt spent
+    second = healing_engine(store, tmp_path, lambda: now["t"], max_restarts=1)
+    await second.restore()
+    await feed(second, now, False, 1002.0)
+    assert switch.calls == ["main"]  # the second incident finds the budget spent
+    assert [k for k, _ in await timeline(store)] == ["opened", "heal_exhausted"]
+
+
+async def test_heal_off_is_a_dry_run_that_spends_nothing(store, tmp_path, switch) -> None:
+    now = {"t": 1000.0}
+    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                         notify=["ops"], heal={"flip_switch": "main"})
+    engine = Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(), heal_enabled=False,
+                    evidence=EvidenceCollector(None, tmp_path), clock=lambda: now["t"])
+    await engine.restore()
+    await feed(engine, now, False, 1000.0)
+    await feed(engine, now, False, 1100.0)
+    assert switch.calls == [] and await store.run(store.heals.since, 0) == []
+    assert await timeline(store) == [("opened", "connection refused"),
+                                     ("heal_attempted", "dry run: would flip switch 'main' (heal is off)")]

@@ -50,7 +50,7 @@ class Notifier:
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return str(self.config.name)
 
     def render(self, notification: Notification) -> bytes:
         """The request body for one event: pure (no I/O, no clock), so its bytes are tested exactly."""
