@@ -65,7 +65,7 @@ class Tracked:
     @property
     def evidence_container(self) -> str | None:
         cfg = self.config
-        return cfg.container or (cfg.heal.restart_container if cfg.heal else None)
+        return cfg.container or (cfg.heal.target if cfg.heal else None)
 
 
 class Engine:

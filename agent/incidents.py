@@ -53,7 +53,7 @@ class Policy:
         heal = None
         if check.heal is not None:
             heal = HealPolicy(
-                container=check.heal.restart_container,
+                container=check.heal.target,
                 max_restarts=check.heal.max_restarts,
                 within=check.heal.within,
                 cooldown=check.heal.cooldown,

@@ -9,18 +9,12 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from agent.config import (
-    ConfigError,
-    ContainerCheckConfig,
-    FileNotifierConfig,
-    HttpCheckConfig,
-    TcpCheckConfig,
-    WebhookNotifierConfig,
-    find_config,
-    format_duration,
-    load_config,
-    parse_duration,
-)
+from actions.notifiers.file import FileNotifierConfig
+from actions.notifiers.webhook import WebhookNotifierConfig
+from agent.config import ConfigError, find_config, format_duration, load_config, parse_duration
+from checks.container import ContainerCheckConfig
+from checks.http import HttpCheckConfig
+from checks.tcp import TcpCheckConfig
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -136,7 +130,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
     assert api.model_dump() == {
         "name": "api", "type": "http", "interval": 10.0, "timeout": 5.0, "open_after": 30.0,
         "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
-        "heal": {"restart_container": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
+        "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
         "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
     }
@@ -263,9 +257,9 @@ def test_heal_restarts_the_checks_own_container_unless_told_otherwise(tmp_path: 
           - {name: b, type: http, url: "http://127.0.0.1:1/", container: web, heal: {restart_container: proxy}}
     """)
     assert config.check("a").heal.model_dump() == {
-        "restart_container": "app", "max_restarts": 3, "within": 900.0, "cooldown": 30.0,
+        "kind": "restart_container", "target": "app", "max_restarts": 3, "within": 900.0, "cooldown": 30.0,
     }
-    assert config.check("b").heal.restart_container == "proxy"
+    assert (config.check("b").heal.kind, config.check("b").heal.target) == ("restart_container", "proxy")
 
 
 def test_expect_status_accepts_a_code_a_class_or_a_list(tmp_path: Path) -> None:

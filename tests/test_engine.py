@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import TcpCheckConfig
 from agent.engine import Engine
 from agent.evidence import EvidenceCollector
 from agent.store import Change, Store
 from checks import CheckContext, build_check
 from checks.base import CheckResult
+from checks.tcp import TcpCheckConfig
 
 
 @pytest.fixture

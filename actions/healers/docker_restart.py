@@ -7,8 +7,9 @@ records on the incident's timeline, not an exception in a background task.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agent.dockerclient import DockerEngine, DockerError
 
@@ -25,6 +26,13 @@ class DockerRestartHealer:
     """Restarts a container, giving it ``stop_timeout`` seconds to stop before Docker kills it."""
 
     kind: ClassVar[str] = "restart_container"
+    needs: ClassVar[frozenset[str]] = frozenset({"docker"})
+
+    @classmethod
+    def default_target(cls, check: Mapping[str, Any]) -> str | None:
+        """With no ``restart_container`` written, a check heals its own ``container``."""
+        container = check.get("container")
+        return container if isinstance(container, str) else None
 
     def __init__(self, engine: DockerEngine, stop_timeout: int = 10) -> None:
         self.engine = engine

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
 
+    from agent.config import NotifierConfigBase
+
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 HttpSessionFactory = Callable[[], "aiohttp.ClientSession"]
 
@@ -34,6 +36,8 @@ class Notifier:
     """Base of every notifier. Subclasses set ``type`` and implement ``send``."""
 
     type: ClassVar[str]
+    config_model: ClassVar[type[NotifierConfigBase]]  # validates its entry in ``notifiers:``
+    needs: ClassVar[frozenset[str]] = frozenset()  # "http": it uses the shared client session
 
     def __init__(self, config: Any, http: HttpSessionFactory) -> None:
         # ``http`` is a factory, not a session: the caller creates the shared session lazily,
