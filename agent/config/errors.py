@@ -17,6 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from agent.config.types import ConfigModel
+
 __all__ = [
     "KEYED_ERROR",
     "ConfigError",
@@ -108,7 +110,7 @@ class KnownKeys:
     """What the did-you-mean and "only http checks have it" hints may suggest.
 
     ``check_models`` maps each check type to its config model; ``keys_of`` gives the YAML keys of
-    a model (its fields, unless the model says otherwise, as ``HealConfig`` does).
+    a model (``ConfigModel.yaml_keys``: its fields, unless it says otherwise, as ``HealConfig`` does).
     """
 
     def __init__(self, check_models: Mapping[str, type[BaseModel]], context: Mapping[str, Any]) -> None:
@@ -116,8 +118,9 @@ class KnownKeys:
         self.context = context
 
     def keys_of(self, model: type[BaseModel]) -> list[str]:
-        yaml_keys = getattr(model, "yaml_keys", None)
-        return list(yaml_keys(self.context)) if callable(yaml_keys) else list(model.model_fields)
+        if issubclass(model, ConfigModel):
+            return model.yaml_keys(self.context)
+        return list(model.model_fields)
 
 
 def unknown_key(key: str, known: Sequence[str]) -> str:

@@ -253,9 +253,9 @@ class HealConfig(ConfigModel):
     cooldown: Duration = 30.0
 
     @classmethod
-    def yaml_keys(cls, ctx: Mapping[str, Any]) -> list[str]:
-        """The keys ``heal:`` takes in the file, for did-you-mean hints."""
-        return [*heal_kinds(ctx), *(key for key in cls.model_fields if key not in ("kind", "target"))]
+    def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
+        """The heal kinds' keys, and the budget's."""
+        return [*heal_kinds(context), *(key for key in cls.model_fields if key not in ("kind", "target"))]
 
     @model_validator(mode="wrap")
     @classmethod

@@ -61,6 +61,11 @@ class ConfigModel(BaseModel):
             return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
         return data
 
+    @classmethod
+    def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
+        """The keys the model takes in the file (its fields, unless it says otherwise), for hints."""
+        return list(cls.model_fields)
+
 
 class _SecretMarker:
     """Field metadata: the value is a credential (logs mask it, reprs leave it out)."""
