@@ -82,11 +82,12 @@ ConfigT = TypeVar("ConfigT", bound=CheckConfigBase, covariant=True)
 class Check(Generic[ConfigT]):
     """Base of every check type. Subclasses set the class variables and implement ``probe``."""
 
-    type: ClassVar[str]
+    # Declared before ``type``, which hides the builtin ``type`` in this class body.
     config_model: ClassVar[type[CheckConfigBase]]
     """Validates the check's entry in ``checks:``; ``type`` is its ``type:`` value."""
     needs: ClassVar[frozenset[str]] = frozenset()
     """What the agent must provide for it: ``"docker"`` (an engine), ``"http"`` (a client session)."""
+    type: ClassVar[str]
 
     def __init__(self, config: ConfigT, context: CheckContext) -> None:
         self.config = config

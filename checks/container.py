@@ -29,8 +29,8 @@ class ContainerCheck(Check[ContainerCheckConfig]):
     """Passes while the container is running and its Docker health is not ``unhealthy``."""
 
     type: ClassVar[str] = "container"
-    config_model: ClassVar[type[CheckConfigBase]] = ContainerCheckConfig
-    needs: ClassVar[frozenset[str]] = frozenset({"docker"})
+    config_model = ContainerCheckConfig
+    needs = frozenset({"docker"})
 
     @property
     def target(self) -> str:

@@ -80,8 +80,8 @@ class HttpCheck(Check[HttpCheckConfig]):
     """Requests ``config.url`` and passes on a 2xx, or on what ``config.expect`` asks for."""
 
     type: ClassVar[str] = "http"
-    config_model: ClassVar[type[CheckConfigBase]] = HttpCheckConfig
-    needs: ClassVar[frozenset[str]] = frozenset({"http"})
+    config_model = HttpCheckConfig
+    needs = frozenset({"http"})
 
     def __init__(self, config: HttpCheckConfig, context: CheckContext) -> None:
         super().__init__(config, context)

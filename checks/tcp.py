@@ -38,7 +38,8 @@ class TcpCheck(Check[TcpCheckConfig]):
     """Opens a connection to ``config.host:config.port`` and closes it at once."""
 
     type: ClassVar[str] = "tcp"
-    config_model: ClassVar[type[CheckConfigBase]] = TcpCheckConfig
+    config_model = TcpCheckConfig
+    needs = frozenset()
 
     def __init__(self, config: TcpCheckConfig, context: CheckContext) -> None:
         super().__init__(config, context)

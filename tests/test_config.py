@@ -666,7 +666,7 @@ class EchoCheck(Check[EchoCheckConfig]):
     """A check type registered by a test: it passes with its configured message."""
 
     type: ClassVar[str] = "echo"
-    config_model: ClassVar[type[CheckConfigBase]] = EchoCheckConfig
+    config_model = EchoCheckConfig
 
     @property
     def target(self) -> str:

@@ -56,8 +56,8 @@ class VaultCheck(Check[VaultCheckConfig]):
     """A check type registered by a test, with a secret of its own and a need."""
 
     type: ClassVar[str] = "vault"
-    config_model: ClassVar[type[CheckConfigBase]] = VaultCheckConfig
-    needs: ClassVar[frozenset[str]] = frozenset({"http"})
+    config_model = VaultCheckConfig
+    needs = frozenset({"http"})
 
     @property
     def target(self) -> str:

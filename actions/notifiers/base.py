@@ -35,9 +35,9 @@ class Delivery:
 class Notifier:
     """Base of every notifier. Subclasses set ``type`` and implement ``send``."""
 
-    type: ClassVar[str]
     config_model: ClassVar[type[NotifierConfigBase]]  # validates its entry in ``notifiers:``
     needs: ClassVar[frozenset[str]] = frozenset()  # "http": it uses the shared client session
+    type: ClassVar[str]
 
     def __init__(self, config: Any, http: HttpSessionFactory) -> None:
         # ``http`` is a factory, not a session: the caller creates the shared session lazily,

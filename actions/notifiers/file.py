@@ -44,8 +44,8 @@ class FileNotifier(Notifier):
     """Append each event as one JSON line to ``config.path``."""
 
     type: ClassVar[str] = "file"
-    config_model: ClassVar[type[NotifierConfigBase]] = FileNotifierConfig
-    needs: ClassVar[frozenset[str]] = frozenset()
+    config_model = FileNotifierConfig
+    needs = frozenset()
     config: FileNotifierConfig
 
     def __init__(self, config: FileNotifierConfig, http: HttpSessionFactory) -> None:

@@ -64,8 +64,8 @@ class WebhookNotifier(Notifier):
     """POST each event as JSON to ``config.url``."""
 
     type: ClassVar[str] = "webhook"
-    config_model: ClassVar[type[NotifierConfigBase]] = WebhookNotifierConfig
-    needs: ClassVar[frozenset[str]] = frozenset({"http"})
+    config_model = WebhookNotifierConfig
+    needs = frozenset({"http"})
     config: WebhookNotifierConfig
 
     def __init__(
