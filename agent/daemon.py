@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent import __version__
+from agent import __version__, plugins
 from agent.outbox import DeliveryPolicy, Outbox
 from agent.scheduler import Scheduler
 from agent.store import Store
@@ -34,20 +34,12 @@ PRUNE_EVERY = 3600.0
 
 
 def needs_docker(config: Config) -> bool:
-    return any(c.type == "container" or c.container or c.heal for c in config.checks)
+    return "docker" in plugins.needs(config)
 
 
 def config_secrets(config: Config) -> list[str]:
     """Every value of the config that must never be shown."""
-    found: list[str] = []
-    if config.agent.api.token:
-        found.append(config.agent.api.token)
-    for n in config.notifiers:
-        found.extend(v for v in (getattr(n, "secret", None),) if v)
-        found.extend((getattr(n, "headers", None) or {}).values())
-    for c in config.checks:
-        found.extend((getattr(c, "headers", None) or {}).values())
-    return [s for s in found if s]
+    return plugins.secret_values(config)
 
 
 class Daemon:

@@ -27,7 +27,7 @@ from checks.base import CheckResult
 if TYPE_CHECKING:  # pragma: no cover
     from actions.healers.base import HealClients, Healer
     from agent.evidence import EvidenceCollector
-    from checks.base import Check
+    from checks.base import AnyCheck
 
 log = structlog.get_logger("lifeguard.engine")
 
@@ -64,7 +64,7 @@ class CheckView:
 class Tracked:
     """One configured check and everything the engine remembers of it."""
 
-    check: Check
+    check: AnyCheck
     policy: Policy
     healer: Healer | None = None
     state: CheckState = field(default_factory=CheckState)
@@ -86,7 +86,7 @@ class Tracked:
         return container or (self.healer.container if self.healer is not None else None)
 
 
-def track(check: Check, clients: HealClients | None, *, heal_enabled: bool = True) -> Tracked:
+def track(check: AnyCheck, clients: HealClients | None, *, heal_enabled: bool = True) -> Tracked:
     """A check with its policy and its healer, built from its config."""
     from actions.healers import build_healer
 
@@ -99,7 +99,7 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        checks: Iterable[Check],
+        checks: Iterable[AnyCheck],
         *,
         heal_enabled: bool = True,
         clients: HealClients | None = None,

@@ -143,7 +143,7 @@ class Outbox:
             await self.store.run(self.store.outbox.mark_delivered, item, now, result.detail)
             bound.info("delivery.delivered", detail=result.detail)
             return
-        give_up_after = getattr(notifier.config, "give_up_after", 86400.0)
+        give_up_after = notifier.config.give_up_after
         if result.outcome == "dead" or now - item.created_at >= give_up_after:
             reason = result.detail if result.outcome == "dead" else f"gave up: {result.detail}"
             await self.store.run(self.store.outbox.mark_dead, item, reason)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
-from checks.base import Check, CheckResult
+from checks.base import AnyCheck, CheckResult
 
 log = structlog.get_logger("lifeguard.scheduler")
 
@@ -29,7 +29,7 @@ def next_slot(start: float, interval: float, now: float) -> float:
 class Scheduler:
     def __init__(
         self,
-        checks: Iterable[Check],
+        checks: Iterable[AnyCheck],
         on_result: Callable[[CheckResult], Awaitable[None]],
         *,
         max_concurrent: int = 100,
@@ -52,7 +52,7 @@ class Scheduler:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
 
-    async def _loop(self, check: Check) -> None:
+    async def _loop(self, check: AnyCheck) -> None:
         interval = check.config.interval
         start = time.monotonic() + (random.uniform(0, min(interval, 5.0)) if self._jitter else 0.0)
         await asyncio.sleep(max(0.0, start - time.monotonic()))
@@ -60,7 +60,7 @@ class Scheduler:
             await self.run_once(check)
             await asyncio.sleep(max(0.0, next_slot(start, interval, time.monotonic()) - time.monotonic()))
 
-    async def run_once(self, check: Check) -> CheckResult:
+    async def run_once(self, check: AnyCheck) -> CheckResult:
         async with self._slots:
             self.running += 1
             try:

@@ -1,20 +1,23 @@
-"""Check types: one module each, registered here and nowhere else."""
+"""Check types: one module each, registered here and nowhere else.
 
-from typing import Any
+The config reads this registry when it loads a file: an entry's ``config_model`` validates the
+checks of its type, so adding a type touches its module, its entry here and its test.
+"""
 
+from agent.config import CheckConfigBase
 from checks.base import Check, CheckContext, CheckResult, Outcome
 from checks.container import ContainerCheck
 from checks.http import HttpCheck
 from checks.tcp import TcpCheck
 
-CHECK_TYPES: dict[str, type[Check]] = {
+CHECK_TYPES: dict[str, type[Check[CheckConfigBase]]] = {
     "http": HttpCheck,
     "tcp": TcpCheck,
     "container": ContainerCheck,
 }
 
 
-def build_check(config: Any, context: CheckContext) -> Check:
+def build_check(config: CheckConfigBase, context: CheckContext) -> Check[CheckConfigBase]:
     return CHECK_TYPES[config.type](config, context)
 
 

@@ -11,8 +11,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from agent.config import CheckConfigBase
 from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,12 +75,21 @@ class CheckContext:
             await self._http.close()
 
 
-class Check:
-    """Base of every check type. Subclasses set ``type`` and implement ``probe``."""
+# Covariant: an ``HttpCheck`` (a ``Check[HttpCheckConfig]``) is a ``Check[CheckConfigBase]``.
+ConfigT = TypeVar("ConfigT", bound=CheckConfigBase, covariant=True)
 
+
+class Check(Generic[ConfigT]):
+    """Base of every check type. Subclasses set the class variables and implement ``probe``."""
+
+    # Declared before ``type``, which hides the builtin ``type`` in this class body.
+    config_model: ClassVar[type[CheckConfigBase]]
+    """Validates the check's entry in ``checks:``; ``type`` is its ``type:`` value."""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    """What the agent must provide for it: ``"docker"`` (an engine), ``"http"`` (a client session)."""
     type: ClassVar[str]
 
-    def __init__(self, config: Any, context: CheckContext) -> None:
+    def __init__(self, config: ConfigT, context: CheckContext) -> None:
         self.config = config
         self.context = context
 
@@ -117,3 +127,7 @@ class Check:
             details=outcome.details,
         )
 
+
+
+AnyCheck = Check[CheckConfigBase]
+"""A check of any type, as the scheduler and the engine hold them."""

@@ -8,18 +8,29 @@ module: the container's environment (where secrets live) is never copied into de
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from agent.config import CheckConfigBase
+from agent.config.types import NonEmptyStr
 from agent.dockerclient import ContainerNotFound, DockerError
 from checks.base import Check, Outcome
 
 _PROBE_OUTPUT_LIMIT = 200  # characters of the last health probe's output kept in the message
 
 
-class ContainerCheck(Check):
+class ContainerCheckConfig(CheckConfigBase):
+    """A container is running (and healthy, if it has a health check)."""
+
+    type: Literal["container"]
+    container: NonEmptyStr
+
+
+class ContainerCheck(Check[ContainerCheckConfig]):
     """Passes while the container is running and its Docker health is not ``unhealthy``."""
 
     type: ClassVar[str] = "container"
+    config_model = ContainerCheckConfig
+    needs = frozenset({"docker"})
 
     @property
     def target(self) -> str:

@@ -11,8 +11,12 @@ import re
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from pydantic import BeforeValidator, Field, field_validator
+
+from agent.config import CheckConfigBase, ConfigModel
+from agent.config.types import HttpUrl, PositiveDuration, Secret, upper
 from agent.neterrors import describe_os_error
 from checks.base import Check, CheckContext, Outcome
 
@@ -31,12 +35,55 @@ MAX_REDIRECTS = 5
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 
 
-class HttpCheck(Check):
+class Expect(ConfigModel):
+    """What an HTTP response must look like to pass (default: any 2xx)."""
+
+    status: list[int | str] | None = None
+    body_contains: str | None = None
+    max_latency: PositiveDuration | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _statuses(cls, value: object) -> object:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("must list at least one status")
+        return [_status(item) for item in items]
+
+
+def _status(item: object) -> int | str:
+    if isinstance(item, str) and item.strip().isdigit():
+        item = int(item)
+    if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+        return item
+    if isinstance(item, str) and _STATUS_CLASS.match(item.strip()):
+        return item.strip().lower()
+    raise ValueError(f"invalid status {item!r} (expected a code like 200 or a class like '2xx')")
+
+
+class HttpCheckConfig(CheckConfigBase):
+    """Request a URL; pass on a 2xx or on what ``expect`` asks for."""
+
+    type: Literal["http"]
+    url: HttpUrl
+    method: Annotated[
+        Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], BeforeValidator(upper)
+    ] = "GET"
+    headers: Annotated[dict[str, str], Secret] = Field(default_factory=dict, repr=False)
+    verify_tls: bool = True
+    expect: Expect | None = None
+
+
+class HttpCheck(Check[HttpCheckConfig]):
     """Requests ``config.url`` and passes on a 2xx, or on what ``config.expect`` asks for."""
 
-    type = "http"
+    type: ClassVar[str] = "http"
+    config_model = HttpCheckConfig
+    needs = frozenset({"http"})
 
-    def __init__(self, config: Any, context: CheckContext) -> None:
+    def __init__(self, config: HttpCheckConfig, context: CheckContext) -> None:
         super().__init__(config, context)
         import aiohttp
 

@@ -11,8 +11,10 @@ import errno
 import re
 import socket
 import sys
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from agent.config import CheckConfigBase
+from agent.config.types import NonEmptyStr, Port
 from agent.neterrors import describe_errno
 from checks.base import Check, CheckContext, Outcome
 
@@ -24,12 +26,22 @@ _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
 _NO_SUCH_FAMILY = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 
-class TcpCheck(Check):
+class TcpCheckConfig(CheckConfigBase):
+    """Open a TCP connection."""
+
+    type: Literal["tcp"]
+    host: NonEmptyStr
+    port: Port
+
+
+class TcpCheck(Check[TcpCheckConfig]):
     """Opens a connection to ``config.host:config.port`` and closes it at once."""
 
-    type = "tcp"
+    type: ClassVar[str] = "tcp"
+    config_model = TcpCheckConfig
+    needs = frozenset()
 
-    def __init__(self, config: Any, context: CheckContext) -> None:
+    def __init__(self, config: TcpCheckConfig, context: CheckContext) -> None:
         super().__init__(config, context)
         host: str = config.host
         self._target = f"[{host}]:{config.port}" if ":" in host else f"{host}:{config.port}"

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import socket
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import pydantic
 import pytest
 
-from agent.config import (
-    ConfigError,
-    ContainerCheckConfig,
-    FileNotifierConfig,
-    HttpCheckConfig,
-    TcpCheckConfig,
-    WebhookNotifierConfig,
-    find_config,
-    format_duration,
-    load_config,
-    parse_duration,
-)
+import checks
+from actions import healers
+from actions.notifiers.file import FileNotifierConfig
+from actions.notifiers.webhook import WebhookNotifierConfig
+from agent.config import CheckConfigBase, ConfigError, find_config, format_duration, load_config, parse_duration
+from agent.config.types import NonEmptyStr
+from checks.base import Check, Outcome
+from checks.container import ContainerCheckConfig
+from checks.http import HttpCheckConfig
+from checks.tcp import TcpCheckConfig
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -136,7 +136,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
     assert api.model_dump() == {
         "name": "api", "type": "http", "interval": 10.0, "timeout": 5.0, "open_after": 30.0,
         "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
-        "heal": {"restart_container": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
+        "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
         "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
     }
@@ -263,9 +263,57 @@ def test_heal_restarts_the_checks_own_container_unless_told_otherwise(tmp_path: 
           - {name: b, type: http, url: "http://127.0.0.1:1/", container: web, heal: {restart_container: proxy}}
     """)
     assert config.check("a").heal.model_dump() == {
-        "restart_container": "app", "max_restarts": 3, "within": 900.0, "cooldown": 30.0,
+        "kind": "restart_container", "target": "app", "max_restarts": 3, "within": 900.0, "cooldown": 30.0,
     }
-    assert config.check("b").heal.restart_container == "proxy"
+    assert (config.check("b").heal.kind, config.check("b").heal.target) == ("restart_container", "proxy")
+
+
+def test_heal_reports_every_mistake_in_it_at_once(tmp_path: Path) -> None:
+    assert errors(tmp_path, "checks: [{name: a, type: tcp, host: h, port: 1, heal: {max_restarts: 0}}]") == [
+        "checks[0].heal.restart_container: required (the check has no container to default to)",
+        "checks[0].heal.max_restarts: must be 1 or more, got 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("heal", "expected"),
+    [
+        ("{restart_container: ''}", "checks[0].heal.restart_container: must not be empty"),
+        ("{restart_container: [a]}", "checks[0].heal.restart_container: expected a string"),
+        ("{kind: restart_container}", "checks[0].heal.kind: unknown key"),
+        ("{target: app}", "checks[0].heal.target: unknown key"),
+        ("{restart_containr: app}", "checks[0].heal.restart_containr: unknown key (did you mean 'restart_container'?)"),
+    ],
+)
+def test_heal_is_written_with_the_kind_as_its_key(tmp_path: Path, heal: str, expected: str) -> None:
+    assert errors(tmp_path, f"checks: [{{name: a, type: container, container: app, heal: {heal}}}]") == [expected]
+
+
+class PageHealer:
+    """A heal kind with no default target, registered by a test."""
+
+    kind: ClassVar[str] = "page"
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def default_target(cls, check: Mapping[str, Any]) -> str | None:
+        return None
+
+
+def test_a_registered_heal_kind_is_configurable_by_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(healers.HEALERS, "page", PageHealer)
+    config = load(tmp_path, """
+        checks:
+          - {name: a, type: tcp, host: h, port: 1, container: app, heal: {page: team-a, cooldown: 1m}}
+          - {name: b, type: tcp, host: h, port: 1, container: app, heal: {}}
+    """)
+    assert config.check("a").heal.model_dump() == {
+        "kind": "page", "target": "team-a", "max_restarts": 3, "within": 900.0, "cooldown": 60.0,
+    }
+    assert (config.check("b").heal.kind, config.check("b").heal.target) == ("restart_container", "app")
+    assert errors(tmp_path, "checks: [{name: a, type: tcp, host: h, port: 1, heal: {page: x, restart_container: y}}]") == [
+        "checks[0].heal.restart_container: one heal kind per check (also page)",
+    ]
 
 
 def test_expect_status_accepts_a_code_a_class_or_a_list(tmp_path: Path) -> None:
@@ -604,3 +652,65 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml", {})
     assert info.value.errors == [f"{tmp_path / 'nope.yaml'}: no such file"]
+
+
+# --- plugins bring their own config ----------------------------------------------------------
+
+
+class EchoCheckConfig(CheckConfigBase):
+    type: Literal["echo"]
+    message: NonEmptyStr
+
+
+class EchoCheck(Check[EchoCheckConfig]):
+    """A check type registered by a test: it passes with its configured message."""
+
+    type: ClassVar[str] = "echo"
+    config_model = EchoCheckConfig
+
+    @property
+    def target(self) -> str:
+        return "echo"
+
+    async def probe(self) -> Outcome:
+        return Outcome(True, self.config.message)
+
+
+def test_a_check_type_in_the_registry_is_configurable_with_its_own_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(checks.CHECK_TYPES, "echo", EchoCheck)
+    config = load(tmp_path, f"checks: [{{name: e, type: echo, message: hi, interval: 5s}}, {TCP}]")
+
+    echo = config.check("e")
+    assert isinstance(echo, EchoCheckConfig)
+    assert (echo.message, echo.interval, echo.timeout, echo.severity) == ("hi", 5.0, 5.0, "high")
+    assert config.summary().endswith("2 checks (tcp 1, echo 1), 0 notifiers, "
+                                     f"state in {tmp_path / 'state'}, api on 127.0.0.1:9810")
+
+
+def test_a_registered_check_type_gets_the_same_error_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(checks.CHECK_TYPES, "echo", EchoCheck)
+    assert errors(tmp_path, """
+        checks:
+          - {name: a, type: echo}
+          - {name: b, type: echo, message: hi, port: 80}
+          - {name: c, type: echo, mesage: hi}
+          - {name: d, type: tcp, host: h, port: 1, message: hi}
+          - {name: e, type: ftp}
+    """) == [
+        "checks[0].message: required",
+        "checks[1].port: unknown key for a echo check (only tcp checks have it)",
+        "checks[2].message: required",
+        "checks[2].mesage: unknown key (did you mean 'message'?)",
+        "checks[3].message: unknown key for a tcp check (only echo checks have it)",
+        "checks[4].type: unknown check type 'ftp' (expected one of: http, tcp, container, echo)",
+    ]
+
+
+def test_a_check_type_not_in_the_registry_is_unknown(tmp_path: Path) -> None:
+    assert errors(tmp_path, "checks: [{name: e, type: echo, message: hi}]") == [
+        "checks[0].type: unknown check type 'echo' (expected one of: http, tcp, container)",
+    ]

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from actions.healers import HEALERS, Healer, HealOutcome
-from agent.config import TcpCheckConfig
 from agent.engine import Engine
 from agent.evidence import EvidenceCollector
 from agent.store import Change, Store
 from checks import CheckContext, build_check
 from checks.base import CheckResult
+from checks.tcp import TcpCheckConfig
 
 
 @pytest.fixture
@@ -173,7 +173,8 @@ async def feed(engine: Engine, now: dict, ok: bool, at: float) -> None:
 
 
 async def timeline(store: Store) -> list[tuple[str, str]]:
-    [summary] = await store.run(store.incidents.list, None, 10)
+    """The newest incident's timeline, without delivery entries."""
+    [summary] = await store.run(store.incidents.list, None, 1)
     incident = await store.run(store.incidents.get, summary["id"])
     return [(t["kind"], t["message"]) for t in incident["timeline"] if t["kind"] != "notified"]
 

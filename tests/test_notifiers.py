@@ -22,7 +22,8 @@ from standardwebhooks.webhooks import Webhook
 import agent
 from actions.notifiers import NOTIFIER_TYPES, FileNotifier, WebhookNotifier, build_notifier
 from actions.notifiers.base import Delivery
-from agent.config import FileNotifierConfig, WebhookNotifierConfig
+from actions.notifiers.file import FileNotifierConfig
+from actions.notifiers.webhook import WebhookNotifierConfig
 from agent.signing import decode_secret, generate_secret, sign
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from actions.notifiers import build_notifier
-from agent.config import WebhookNotifierConfig
+from actions.notifiers.webhook import WebhookNotifierConfig
 from agent.outbox import DeliveryPolicy, Outbox, backoff
 from agent.store import Change, Store
 from tests.fixtures_agent import SECRET, LocalServer, free_port, poll, wait_until

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
 
+    from agent.config import NotifierConfigBase
     from agent.events import Notification
 
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
@@ -40,6 +41,8 @@ class Delivery:
 class Notifier:
     """Base of every notifier. Subclasses set ``type`` and implement ``send``."""
 
+    config_model: ClassVar[type[NotifierConfigBase]]  # validates its entry in ``notifiers:``
+    needs: ClassVar[frozenset[str]] = frozenset()  # "http": it uses the shared client session
     type: ClassVar[str]
 
     def __init__(self, config: Any, http: HttpSessionFactory) -> None:

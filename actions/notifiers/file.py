@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from agent import payload
+from agent.config import NotifierConfigBase
+from agent.config.types import absolute, base_dir, state_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.events import Notification
@@ -22,12 +26,33 @@ if TYPE_CHECKING:  # pragma: no cover
 _FILE_MODE = 0o640
 
 
+class FileNotifierConfig(NotifierConfigBase):
+    """Append each event as one JSON line to a file."""
+
+    type: Literal["file"]
+    path: str = Field(None, validate_default=True)  # type: ignore[assignment]  # <state_dir>/events.jsonl
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute_path(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return str(state_dir(info) / "events.jsonl")
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("must not be empty")
+            return str(absolute(value, base_dir(info)))
+        return value
+
+
 class FileNotifier(Notifier):
     """Append each event as one JSON line to ``config.path``."""
 
     type: ClassVar[str] = "file"
+    config_model = FileNotifierConfig
+    needs = frozenset()
+    config: FileNotifierConfig
 
-    def __init__(self, config: Any, http: HttpSessionFactory) -> None:
+    def __init__(self, config: FileNotifierConfig, http: HttpSessionFactory) -> None:
         super().__init__(config, http)
         self._path = str(config.path)
         # Writes happen in worker threads; the lock keeps two sends from interleaving a line.

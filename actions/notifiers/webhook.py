@@ -15,11 +15,15 @@ import json
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
 
 import agent
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from agent import payload
+from agent.config import NotifierConfigBase
+from agent.config.types import HttpUrl, Secret, empty_is_none
 from agent.durations import format_duration
 from agent.neterrors import describe_os_error
 from agent.redact import value_masker
@@ -40,14 +44,38 @@ _READ_LIMIT = 4096
 _RETRY_STATUSES = frozenset({408, 429})
 
 
+class WebhookNotifierConfig(NotifierConfigBase):
+    """POST each event as signed JSON (Standard Webhooks)."""
+
+    type: Literal["webhook"]
+    url: HttpUrl = Field(repr=False)  # chat webhook URLs carry their credential in the path
+    secret: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
+    headers: Annotated[dict[str, str], Secret] = Field(default_factory=dict, repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            decode_secret(value)  # the same rule the webhook notifier signs with
+        except ValueError:
+            # Never echo the value: it is a secret even when it is a malformed one.
+            raise ValueError("must be 'whsec_' followed by base64 (the value is not shown)") from None
+        return value
+
+
 class WebhookNotifier(Notifier):
     """POST each event as JSON to ``config.url``."""
 
     type: ClassVar[str] = "webhook"
+    config_model = WebhookNotifierConfig
+    needs = frozenset({"http"})
+    config: WebhookNotifierConfig
 
     def __init__(
         self,
-        config: Any,
+        config: WebhookNotifierConfig,
         http: HttpSessionFactory,
         *,
         clock: Callable[[], float] = time.time,
@@ -55,10 +83,10 @@ class WebhookNotifier(Notifier):
         super().__init__(config, http)
         self._clock = clock
         self._url = str(config.url)  # a validated URL type may not be a plain str
-        secret = getattr(config, "secret", None)
+        secret = config.secret
         # Decoded once, up front: a malformed secret is a config error, reported at start.
         self._key: bytes | None = decode_secret(secret) if secret else None
-        self._extra_headers: dict[str, str] = dict(getattr(config, "headers", None) or {})
+        self._extra_headers: dict[str, str] = dict(config.headers)
         # Details are logged and stored, and a receiver may echo the request back in an error
         # body: mask what must stay private (URL tokens, auth headers, the secret itself).
         private = [self._url, *self._extra_headers.values()]

@@ -1,0 +1,316 @@
+"""From a file on disk to a ``Config``: read the YAML, expand ``${VAR}``, validate piece by piece.
+
+Each section, check and notifier is validated on its own, so one run reports every mistake in
+the file. Which model validates a check or notifier comes from the plugin registries
+(``checks.CHECK_TYPES``, ``actions.notifiers.NOTIFIER_TYPES``, ``actions.healers.HEALERS``),
+read when a file is loaded rather than when this module is imported: the plugins import
+``agent.config`` for their base models, and a test may register a type of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from agent.config.errors import (
+    KEYED_ERROR,
+    ConfigError,
+    KnownKeys,
+    Loc,
+    describe_kind,
+    format_path,
+    in_file_order,
+    message,
+    unknown_key,
+)
+from agent.config.sections import (
+    AgentConfig,
+    CheckConfigBase,
+    Config,
+    DefaultsConfig,
+    DockerConfig,
+    HealKind,
+    NotifierConfigBase,
+)
+
+__all__ = ["DEFAULT_LOCATIONS", "SECTIONS", "find_config", "load_config"]
+
+DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
+SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers")
+
+
+def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEFAULT_LOCATIONS) -> Path:
+    """The config file to load: the one asked for, else the first of ``candidates`` that exists."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError([f"{path}: no such file"])
+        return path
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise ConfigError([f"no config file found (tried {tried}); pass one with --config"])
+
+
+class _Registries:
+    """The config model of every registered check and notifier type, and the heal kinds."""
+
+    def __init__(self) -> None:
+        from actions.healers import HEALERS
+        from actions.notifiers import NOTIFIER_TYPES
+        from checks import CHECK_TYPES
+
+        self.checks: dict[str, type[CheckConfigBase]] = {k: cls.config_model for k, cls in CHECK_TYPES.items()}
+        self.notifiers: dict[str, type[NotifierConfigBase]] = {
+            k: cls.config_model for k, cls in NOTIFIER_TYPES.items()
+        }
+        self.heal_kinds: dict[str, HealKind] = dict(HEALERS)
+
+
+class _Collector:
+    """Every problem found so far, and the places whose value already failed (not to report twice)."""
+
+    def __init__(self, known_keys: KnownKeys) -> None:
+        self.errors: list[tuple[Loc, str]] = []
+        self.failed: set[Loc] = set()
+        self.known_keys = known_keys
+
+    def validate(self, model: type[BaseModel], raw: Any, loc: Loc, context: dict[str, Any]) -> Any:
+        """Validate one piece of the file, recording its errors; on failure, return a best-effort
+        instance built from the keys that were valid, so later pieces still get checked against it."""
+        try:
+            return model.model_validate(raw, context=context)
+        except ValidationError as exc:
+            bad_keys = set()
+            for error in exc.errors(include_url=False):
+                inner: Loc = tuple(error["loc"])
+                if error["type"] == KEYED_ERROR and "key" in error["ctx"]:
+                    inner = (*inner, error["ctx"]["key"])
+                where: Loc = (*loc, *inner)
+                text = message(error, model, self.known_keys)
+                if where[-1] == "[key]":  # pydantic's marker for a bad mapping key, not a real key
+                    where, text = where[:-1], f"invalid key: {text}"
+                if inner:
+                    bad_keys.add(inner[0])
+                if not any(where[: len(f)] == f for f in self.failed):
+                    self.errors.append((where, text))
+        if isinstance(raw, Mapping) and bad_keys:
+            try:
+                return model.model_validate({k: v for k, v in raw.items() if k not in bad_keys}, context=context)
+            except ValidationError:
+                return None
+        return None
+
+    def pick_type(
+        self, raw: Any, loc: Loc, registry: Mapping[str, type[BaseModel]], what: str
+    ) -> type[BaseModel] | None:
+        if not isinstance(raw, Mapping):
+            self.errors.append((loc, f"expected a mapping, not {describe_kind(raw)}"))
+            return None
+        kind = raw.get("type")
+        known = ", ".join(registry)
+        if kind is None:
+            if (*loc, "type") not in self.failed:  # already reported as an unset environment variable
+                self.errors.append(((*loc, "type"), f"required (expected one of: {known})"))
+            return None
+        model = registry.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            self.errors.append(((*loc, "type"), f"unknown {what} type {kind!r} (expected one of: {known})"))
+        return model
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve a config file; ``ConfigError`` lists every problem in it."""
+    environ = os.environ if environ is None else environ
+    path = Path(os.path.normpath(Path(path).absolute()))
+    data = _read_yaml(path)
+    registries = _Registries()
+    base: dict[str, Any] = {"base_dir": path.parent, "environ": environ, "heal_kinds": registries.heal_kinds}
+    found = _Collector(KnownKeys(registries.checks, base))
+    data = _expand(data, (), environ, found.errors, found.failed)
+    validate = found.validate
+
+    for key in data:
+        if key not in SECTIONS:
+            found.errors.append(((str(key),), unknown_key(str(key), SECTIONS)))
+
+    agent = validate(AgentConfig, _section(data, "agent", {}), ("agent",), base)
+    docker = validate(DockerConfig, _section(data, "docker", {}), ("docker",), base)
+    raw_checks = _list_section(data, "checks", found.errors)
+    raw_notifiers = _list_section(data, "notifiers", found.errors)
+    names = list(dict.fromkeys(_names(raw_notifiers)))
+    raw_defaults = _section(data, "defaults", {})
+    defaults = validate(DefaultsConfig, raw_defaults, ("defaults",), {**base, "notifier_names": names})
+    if isinstance(raw_defaults, Mapping):
+        found.errors.extend(_unknown_notifiers(raw_defaults.get("notify"), ("defaults", "notify"), names))
+
+    context = {**base, "defaults": defaults or DefaultsConfig(notify=names)}
+    checks = []
+    for i, raw in enumerate(raw_checks):
+        loc = ("checks", i)
+        model = found.pick_type(raw, loc, registries.checks, "check")
+        checks.append(validate(model, raw, loc, context) if model else None)
+        if isinstance(raw, Mapping):
+            found.errors.extend(_unknown_notifiers(raw.get("notify"), (*loc, "notify"), names))
+    found.errors.extend(_duplicates(raw_checks, "checks", "check"))
+
+    state_dir = agent.state_dir if agent else path.parent / "state"
+    context = {**base, "state_dir": state_dir}
+    notifiers = []
+    for i, raw in enumerate(raw_notifiers):
+        model = found.pick_type(raw, ("notifiers", i), registries.notifiers, "notifier")
+        notifiers.append(validate(model, raw, ("notifiers", i), context) if model else None)
+    found.errors.extend(_duplicates(raw_notifiers, "notifiers", "notifier"))
+
+    if found.errors:
+        raise ConfigError([f"{format_path(loc)}: {text}" for loc, text in in_file_order(found.errors, SECTIONS)])
+    return Config.model_construct(
+        path=path, agent=agent, docker=docker, defaults=defaults, checks=checks, notifiers=notifiers
+    )
+
+
+# --- reading the file ----------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in seen:
+                first = seen[key_node.value].line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r} (first at line {first})", key_node.start_mark
+                )
+            seen[key_node.value] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: Path) -> dict[Any, Any]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError([f"{where}: {problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    if data is None:
+        raise ConfigError([f"{path}: the file is empty (expected sections: {', '.join(SECTIONS)})"])
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"{path}: the top level must be a mapping of sections ({', '.join(SECTIONS)}), not {describe_kind(data)}"]
+        )
+    return data
+
+
+# ${VAR}, ${VAR:-default}, and $${ for a literal ${. An unclosed ${ is matched last, to report it.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+
+def _interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    problems: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group(1)
+        if body is None:
+            problems.append("unclosed '${' (write '$${' for a literal '${')")
+            return match.group(0)
+        reference = _VARIABLE.fullmatch(body)
+        if reference is None:
+            problems.append(f"invalid variable reference '${{{body}}}'")
+            return match.group(0)
+        name, default = reference.groups()
+        value = environ.get(name)
+        if default is not None and not value:
+            return default
+        if value is None:
+            problems.append(f"environment variable {name} is not set")
+            return match.group(0)
+        return value
+
+    return _REFERENCE.sub(replace, text), problems
+
+
+def _expand(
+    node: Any, loc: Loc, environ: Mapping[str, str], errors: list[tuple[Loc, str]], failed: set[Loc]
+) -> Any:
+    """Interpolate every string value; a value that cannot be expanded becomes None and is reported."""
+    if isinstance(node, str):
+        text, problems = _interpolate(node, environ)
+        if problems:
+            errors.extend((loc, problem) for problem in problems)
+            failed.add(loc)
+            return None
+        return text
+    if isinstance(node, dict):
+        return {key: _expand(value, (*loc, key), environ, errors, failed) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand(value, (*loc, i), environ, errors, failed) for i, value in enumerate(node)]
+    return node
+
+
+# --- checks across pieces ------------------------------------------------------------------------
+
+
+def _section(data: Mapping[Any, Any], key: str, empty: Any) -> Any:
+    value = data.get(key)
+    return empty if value is None else value
+
+
+def _list_section(data: Mapping[Any, Any], key: str, errors: list[tuple[Loc, str]]) -> list[Any]:
+    value = _section(data, key, [])
+    if not isinstance(value, list):
+        errors.append(((key,), f"expected a list of {key}, not {describe_kind(value)}"))
+        return []
+    return value
+
+
+def _unknown_notifiers(value: Any, loc: Loc, names: Sequence[str]) -> list[tuple[Loc, str]]:
+    if not isinstance(value, list):
+        return []
+    known = f"known: {', '.join(names)}" if names else "no notifiers are configured"
+    unknown = [item for item in value if isinstance(item, str) and item not in names]
+    return [(loc, f"no notifier named {item!r} ({known})") for item in unknown]
+
+
+def _names(items: Sequence[Any]) -> list[str]:
+    return [item["name"] for item in items if isinstance(item, Mapping) and isinstance(item.get("name"), str)]
+
+
+def _duplicates(items: Sequence[Any], section: str, what: str) -> list[tuple[Loc, str]]:
+    first: dict[str, int] = {}
+    found: list[tuple[Loc, str]] = []
+    for i, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            found.append(((section, i, "name"), f"duplicate {what} name {name!r} (also {section}[{first[name]}])"))
+        else:
+            first[name] = i
+    return found

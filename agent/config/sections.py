@@ -1,0 +1,400 @@
+"""The sections of ``config.yaml`` and the keys every check and notifier has, whatever its type.
+
+What a type adds (an http check's ``url``, a webhook's ``secret``) is its plugin's business and
+lives next to its code: ``HttpCheckConfig`` in ``checks/http.py`` subclasses ``CheckConfigBase``
+here. ``heal`` is generic in the same way: the key that names a registered heal kind
+(``restart_container``) gives ``HealConfig.kind`` and ``HealConfig.target``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+from agent.config.errors import keyed_error, relocate, unknown_key
+from agent.config.types import (
+    ConfigModel,
+    Count,
+    Duration,
+    HttpUrl,
+    Inherited,
+    Name,
+    NonEmptyStr,
+    PositiveDuration,
+    Secret,
+    Severity,
+    absolute,
+    base_dir,
+    context,
+    empty_is_none,
+    lower,
+)
+from agent.durations import format_duration
+
+__all__ = [
+    "DEFAULT_DOCKER_URL",
+    "AgentConfig",
+    "ApiConfig",
+    "CheckConfigBase",
+    "Config",
+    "DefaultsConfig",
+    "DeliveryConfig",
+    "DockerConfig",
+    "HealConfig",
+    "HealKind",
+    "NotifierConfigBase",
+    "RetentionConfig",
+    "heal_kinds",
+]
+
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
+
+
+class ApiConfig(ConfigModel):
+    """The local HTTP API: health, metrics, incidents, status page."""
+
+    # token comes before listen so that listen's validator can see it.
+    token: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
+    listen: str = "127.0.0.1:9810"
+    public_url: Annotated[HttpUrl | None, BeforeValidator(empty_is_none)] = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str, info: ValidationInfo) -> str:
+        host, _ = _split_listen(value)
+        if "token" in info.data and not info.data["token"] and not _is_loopback(host):
+            raise ValueError(f"{value} is not loopback; set agent.api.token")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def host(self) -> str:
+        """The address to bind, without IPv6 brackets."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:{port}")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RetentionConfig(ConfigModel):
+    """How long the store keeps what it no longer needs."""
+
+    results_per_check: Count = 1000
+    delivered_events: PositiveDuration = 7 * 86400.0
+    resolved_evidence: PositiveDuration = 30 * 86400.0
+
+
+class DeliveryConfig(ConfigModel):
+    """How the outbox retries an event a notifier failed to take."""
+
+    retry_initial: PositiveDuration = 1.0
+    retry_max: PositiveDuration = 300.0
+    evidence_wait: Duration = 3.0
+
+    @field_validator("retry_max")
+    @classmethod
+    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("retry_initial")
+        if initial is not None and value < initial:
+            raise ValueError(f"{format_duration(value)} is shorter than retry_initial {format_duration(initial)}")
+        return value
+
+
+class AgentConfig(ConfigModel):
+    """The agent itself: identity, state, API, global switches."""
+
+    name: NonEmptyStr = Field(default_factory=socket.gethostname)
+    state_dir: Path = Field(Path("state"), validate_default=True)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    heal: bool = True
+    max_concurrent_checks: Count = 100
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = "info"
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        return absolute(value, base_dir(info))
+
+
+_DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
+
+
+class DockerConfig(ConfigModel):
+    """How to reach the Docker engine."""
+
+    url: str = Field(None, validate_default=True)  # type: ignore[assignment]  # filled from the environment
+    timeout: PositiveDuration = 10.0
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _from_environment(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            environ = context(info).get("environ", os.environ)
+            return environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _DOCKER_SCHEMES or not rest:
+            raise ValueError(f"expected a Docker URL such as {DEFAULT_DOCKER_URL} or tcp://127.0.0.1:2375")
+        return value
+
+
+class DefaultsConfig(ConfigModel):
+    """What every check inherits unless it says otherwise; here with the built-ins applied."""
+
+    interval: PositiveDuration = 30.0
+    timeout: PositiveDuration = 10.0
+    open_after: Duration = 60.0
+    resolve_after: Count = 2
+    severity: Severity = "high"
+    notify: list[str] = Field(None, validate_default=True)  # type: ignore[assignment]  # every notifier
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _every_notifier(cls, value: Any, info: ValidationInfo) -> Any:
+        return list(context(info).get("notifier_names", [])) if value is None else value
+
+
+INHERITED = tuple(DefaultsConfig.model_fields)
+
+
+# --- heal --------------------------------------------------------------------------------------
+
+
+class HealKind(Protocol):
+    """What the config needs from a registered healer class (``actions.healers.HEALERS``)."""
+
+    def default_target(self, check: Mapping[str, Any]) -> str | None: ...
+
+
+def heal_kinds(ctx: Mapping[str, Any]) -> Mapping[str, HealKind]:
+    """The registered heal kinds: as ``load_config`` read them, else the registry as it is now."""
+    kinds: Mapping[str, HealKind] | None = ctx.get("heal_kinds")
+    if kinds is None:
+        from actions.healers import HEALERS  # not at import time: actions imports this package
+
+        kinds = HEALERS
+    return kinds
+
+
+_NO_DEFAULT = "required (the check has no container to default to)"
+
+
+class HealConfig(ConfigModel):
+    """What to do when the check's incident opens: one heal kind, on one target, within a budget.
+
+    In YAML the kind is the key and the target its value: ``heal: {restart_container: api,
+    max_restarts: 3}`` is kind ``restart_container``, target ``api``. Left out, the kind whose
+    healer can default a target from the check (its ``container``) is used.
+    """
+
+    kind: NonEmptyStr
+    target: NonEmptyStr
+    max_restarts: Count = 3
+    within: PositiveDuration = 15 * 60.0
+    cooldown: Duration = 30.0
+
+    @classmethod
+    def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
+        """The heal kinds' keys, and the budget's."""
+        return [*heal_kinds(context), *(key for key in cls.model_fields if key not in ("kind", "target"))]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_from_its_key(cls, data: Any, handler: ModelWrapValidatorHandler[HealConfig], info: ValidationInfo) -> Any:
+        ctx = context(info)
+        from_file = "heal_kinds" in ctx
+        if not isinstance(data, Mapping) or ("kind" in data and not from_file):
+            return handler(data)  # built in code, in the model's own shape
+        kinds = heal_kinds(ctx)
+        for key in ("kind", "target"):
+            if key in data:  # the model's own names are not YAML keys
+                raise keyed_error(key, unknown_key(key, cls.yaml_keys(ctx)))
+        written = [key for key in data if key in kinds and data[key] is not None]
+        if len(written) > 1:
+            raise keyed_error(str(written[1]), f"one heal kind per check (also {written[0]})")
+        if not written and not kinds:
+            raise ValueError("no heal kinds are available")
+        kind = written[0] if written else next(iter(kinds))
+        translated = {key: value for key, value in data.items() if key not in kinds} | {"kind": kind}
+        if written:
+            translated["target"] = data[kind]
+        try:
+            return handler(translated)
+        except ValidationError as exc:
+            # The target was written (or is missing) as the kind's key: report it there.
+            raise relocate(exc, ("target",), (kind,), missing=_NO_DEFAULT) from None
+
+
+# --- what every check and notifier has -----------------------------------------------------------
+
+
+class CheckConfigBase(ConfigModel):
+    """Keys every check type has; a check type's own model adds its keys and narrows ``type``."""
+
+    name: Name
+    type: str
+    interval: PositiveDuration
+    timeout: PositiveDuration
+    open_after: Duration
+    resolve_after: Count
+    severity: Severity
+    notify: list[str]
+    container: NonEmptyStr | None = None
+    heal: HealConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        ctx = context(info)
+        defaults = ctx.get("defaults") or DefaultsConfig()
+        merged = dict(data)
+        for key in INHERITED:
+            if merged.get(key) is None:
+                value = getattr(defaults, key)
+                merged[key] = Inherited(value) if isinstance(value, float) else value
+        merged["notify"] = list(merged["notify"]) if isinstance(merged["notify"], list) else merged["notify"]
+        heal = merged.get("heal")
+        if isinstance(heal, Mapping) and "kind" not in heal:
+            kinds = heal_kinds(ctx)
+            if not any(heal.get(kind) is not None for kind in kinds):
+                for kind, healer in kinds.items():
+                    target = healer.default_target(merged)
+                    if target is not None:
+                        merged["heal"] = {**heal, kind: target}
+                        break
+        return merged
+
+    @field_validator("timeout", mode="wrap")
+    @classmethod
+    def _within_interval(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> float:
+        seconds: float = handler(value)
+        interval = info.data.get("interval")
+        if interval is None or seconds <= interval:
+            return seconds
+        if isinstance(value, Inherited):
+            return interval
+        raise ValueError(f"{format_duration(seconds)} is longer than the interval {format_duration(interval)}")
+
+
+class NotifierConfigBase(ConfigModel):
+    """Keys every notifier type has; a notifier type's own model adds its keys and narrows ``type``."""
+
+    name: Name
+    type: str
+    timeout: PositiveDuration = 10.0
+    give_up_after: PositiveDuration = 86400.0
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+class Config(BaseModel):
+    """A loaded, validated and fully resolved config file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    agent: AgentConfig
+    docker: DockerConfig
+    defaults: DefaultsConfig
+    # SerializeAsAny: each entry is its type's own model, and dumps with all of its keys.
+    checks: list[SerializeAsAny[CheckConfigBase]]
+    notifiers: list[SerializeAsAny[NotifierConfigBase]]
+
+    def check(self, name: str) -> CheckConfigBase:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def notifier(self, name: str) -> NotifierConfigBase:
+        for notifier in self.notifiers:
+            if notifier.name == name:
+                return notifier
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """The effective config in one line, for the start-up log."""
+        from checks import CHECK_TYPES  # not at import time: checks imports this package
+
+        counts = Counter(check.type for check in self.checks)
+        order = [*CHECK_TYPES, *(kind for kind in counts if kind not in CHECK_TYPES)]
+        kinds = ", ".join(f"{kind} {counts[kind]}" for kind in order if counts[kind])
+        parts = [
+            _plural(len(self.checks), "check") + (f" ({kinds})" if kinds else ""),
+            _plural(len(self.notifiers), "notifier"),
+            f"state in {self.agent.state_dir}",
+            f"api on {self.agent.api.listen}",
+        ]
+        if not self.agent.heal:
+            parts.append("heal off (dry run)")
+        try:
+            shown: Path = self.path.relative_to(Path.cwd())
+        except ValueError:
+            shown = self.path
+        return f"{shown}: " + ", ".join(parts)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

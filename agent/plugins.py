@@ -1,0 +1,72 @@
+"""What a loaded config asks of the agent, answered from the plugins' own declarations.
+
+Which values are secrets is declared on the config models (a ``Secret`` marker on the field),
+and what a check, notifier or heal kind needs (a Docker engine, an HTTP client) on its class
+(``needs``). So a new plugin's secrets are masked and its needs met without touching this
+module, the daemon or the logging set-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from agent.config.types import is_secret
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.config import Config
+
+__all__ = ["needs", "secret_values"]
+
+
+def secret_values(config: Config) -> list[str]:
+    """Every configured value that must never be shown: the API token, webhook secrets, header
+    values, and whatever else a plugin's model marks ``Secret``. Empty values are left out."""
+    return list(dict.fromkeys(value for value in _secrets(config) if value))
+
+
+def _secrets(model: BaseModel) -> Iterator[str]:
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if is_secret(field):
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, dict):
+                yield from (item for item in value.values() if isinstance(item, str))
+        else:
+            yield from _secrets_below(value)
+
+
+def _secrets_below(value: object) -> Iterator[str]:
+    if isinstance(value, BaseModel):
+        yield from _secrets(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _secrets_below(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets_below(item)
+
+
+def needs(config: Config) -> frozenset[str]:
+    """What the agent must provide for this config: ``"docker"``, ``"http"``.
+
+    Docker when a check type or heal kind needs it, or a check names a ``container`` (its
+    evidence includes the container's logs and state).
+    """
+    from actions.healers import HEALERS
+    from actions.notifiers import NOTIFIER_TYPES
+    from checks import CHECK_TYPES
+
+    found: set[str] = set()
+    for check in config.checks:
+        found |= CHECK_TYPES[check.type].needs
+        if check.heal is not None:
+            found |= HEALERS[check.heal.kind].needs
+        if check.container:
+            found.add("docker")
+    for notifier in config.notifiers:
+        found |= NOTIFIER_TYPES[notifier.type].needs
+    return frozenset(found)
