@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,7 +122,9 @@ def checks_status(views: Iterable[CheckView]) -> list[dict[str, Any]]:
 
 
 @web.middleware
-async def _errors_and_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors_and_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     token = request.app[SOURCES].token
     if token and request.path != "/health":
         given = request.headers.get("Authorization", "")
