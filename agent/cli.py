@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 from agent import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.config import Config
+    from checks.base import Check, CheckResult
 
 EXIT_OK, EXIT_FAILING, EXIT_CONFIG = 0, 1, 2
 
@@ -61,15 +65,36 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
-    from agent.daemon import config_secrets
+    from agent.plugins import secret_values
 
     if args.command == "once":
-        lg.configure(level if args.log_level else "warning", stream=sys.stderr, secrets=config_secrets(config))
+        lg.configure(level if args.log_level else "warning", stream=sys.stderr, secrets=secret_values(config))
         return asyncio.run(_once(config))
-    lg.configure(level, secrets=config_secrets(config))
+    lg.configure(level, secrets=secret_values(config))
     from agent.daemon import Daemon
 
-    return asyncio.run(Daemon(config, heal=False if args.no_heal else None).run())
+    code = asyncio.run(Daemon(config, heal=False if args.no_heal else None).run())
+    return _without_stuck_threads(code)
+
+
+def _without_stuck_threads(code: int) -> int:
+    """Exit now if a worker thread is still stuck on a hung peer (a Docker call waits for
+    docker-py's own timeout, a host snapshot for a hung mount): the daemon has closed everything
+    it owns, and the interpreter would otherwise wait for that thread before exiting."""
+    me = threading.current_thread()
+    deadline = time.monotonic() + 1.0
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+    if not stuck:
+        return code
+    import structlog
+
+    structlog.get_logger("lifeguard.daemon").warning("daemon.threads_abandoned", threads=stuck)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _load(path: str | None) -> Config | None:
@@ -85,18 +110,18 @@ def _load(path: str | None) -> Config | None:
 
 
 async def _once(config: Config) -> int:
-    from agent.daemon import needs_docker
+    from agent.plugins import needs
     from checks import CheckContext, build_check
 
     docker = None
-    if needs_docker(config):
+    if "docker" in needs(config):
         from agent.dockerclient import DockerEngine
 
         docker = DockerEngine(config.docker.url, timeout=config.docker.timeout)
     context = CheckContext(docker=docker)
     try:
         checks = [build_check(c, context) for c in config.checks]
-        results = await asyncio.gather(*(c.run() for c in checks))
+        results = await run_all(checks, config.agent.max_concurrent_checks)
     finally:
         await context.close()
         if docker is not None:
@@ -113,6 +138,18 @@ async def _once(config: Config) -> int:
     failing = sum(not r.ok for r in results)
     print(f"\n{len(results) - failing} passing, {failing} failing")
     return EXIT_FAILING if failing else EXIT_OK
+
+
+async def run_all(checks: list[Check], max_concurrent: int) -> list[CheckResult]:
+    """Run every check once, at most ``max_concurrent`` at a time (the daemon's own slots)."""
+    from agent.scheduler import Scheduler
+
+    scheduler = Scheduler(checks, _ignore, max_concurrent=max_concurrent)
+    return list(await asyncio.gather(*(scheduler.run_once(c) for c in checks)))
+
+
+async def _ignore(_result: CheckResult) -> None:
+    return None
 
 
 if __name__ == "__main__":

@@ -1,23 +1,33 @@
-"""Wiring and lifecycle of ``lifeguard run``.
+"""Wiring and lifecycle of ``lifeguard run``: the agent's parts under one supervisor.
 
-Start: open the store, restore open incidents, start the API, the outbox, then the scheduler.
-Stop (SIGTERM/SIGINT; the handler only sets an event), in this order with a bound each:
-stop scheduling → let heals and evidence under way finish (5 s) → give in-flight deliveries
-5 s (the rest stay pending in SQLite) → stop the API → flush results → close the database.
+Start, in order: open the store → connect to Docker → restore open incidents → serve the API →
+start the outbox → (heals and evidence) → upkeep (results flush every second, pruning hourly) →
+the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
+under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
+the API → flush results → close the clients → close the database.
+
+Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM while
+Docker is still being pinged ends the start early and exits 0 like any other stop. A second
+SIGTERM/SIGINT exits at once with code 1 (``daemon.forced_exit``): everything already committed
+is kept, as after SIGKILL. A background task that crashes stops the agent in the same order and
+makes it exit 1, so systemd's ``Restart=on-failure`` brings it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent import __version__, plugins
-from agent.outbox import DeliveryPolicy, Outbox
-from agent.scheduler import Scheduler
+from agent.lifecycle import Supervisor
 from agent.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,21 +35,83 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from agent.config import Config
     from agent.dockerclient import DockerEngine
+    from agent.engine import Engine
+    from agent.evidence import EvidenceCollector
+    from agent.outbox import Outbox
+    from agent.scheduler import Scheduler
+    from checks.base import CheckContext
 
 log = structlog.get_logger("lifeguard.daemon")
 
-SHUTDOWN_GRACE = 5.0
+SHUTDOWN_GRACE = 5.0  # heals and evidence under way; in-flight deliveries
+API_GRACE = 2.0  # requests being answered when the API closes (all are short reads)
+QUICK_GRACE = 2.0  # cancelling loops, closing clients, the last flush, closing the database
 FLUSH_EVERY = 1.0
 PRUNE_EVERY = 3600.0
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def needs_docker(config: Config) -> bool:
-    return "docker" in plugins.needs(config)
+async def _nothing(*_: Any) -> None:
+    return None
 
 
-def config_secrets(config: Config) -> list[str]:
-    """Every value of the config that must never be shown."""
-    return plugins.secret_values(config)
+@dataclass(eq=False)
+class _Part:
+    """A component made of two callables; ``step`` is what the shutdown log calls its stop."""
+
+    name: str
+    on_start: Callable[[], Awaitable[None]]
+    on_stop: Callable[[float], Awaitable[None]]
+    step: str | None = None
+
+    async def start(self) -> None:
+        await self.on_start()
+
+    async def stop(self, grace: float) -> None:
+        if self.step:
+            log.info("daemon.shutdown", step=self.step, grace_s=grace)
+        await self.on_stop(grace)
+
+
+# -- what the API is given -----------------------------------------------------------------------
+class _StoreReader:
+    """``api.IncidentReader`` over the store, each read on the store's thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self.store.run(self.store.incidents.list, status, limit)
+
+    async def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return await self.store.run(self.store.incidents.get, incident_id)
+
+    async def evidence(self, incident_id: str) -> dict[str, Any]:
+        return await self.store.run(self.store.evidence.get, incident_id)
+
+    async def outbox_stats(self, now: float) -> dict[str, Any]:
+        return await self.store.run(self.store.outbox.stats, now)
+
+
+class _Health:
+    """``api.HealthFacts`` of this process."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.daemon.started
+
+    def checks_running(self) -> int:
+        return self.daemon.scheduler.running
+
+    def problems(self) -> list[str]:
+        found = []
+        docker = self.daemon.docker
+        if docker is not None and docker.reachable is False:
+            found.append(f"docker unreachable: {docker.last_error}")
+        found.extend(self.daemon.engine.problems())
+        return found
 
 
 class Daemon:
@@ -47,12 +119,14 @@ class Daemon:
         self.config = config
         self.heal_enabled = config.agent.heal if heal is None else heal
         self.started = time.monotonic()
-        self.stopping = asyncio.Event()
+        self.supervisor = Supervisor()
         self.docker: DockerEngine | None = None
         self.store = Store(
             config.agent.state_dir / "lifeguard.db",
             agent_info={"name": config.agent.name, "version": __version__},
         )
+        self.events_pending: int | None = None  # read when the database closes
+        self._stop_signals = 0
         self._runner: web.AppRunner | None = None
         self._upkeep: list[asyncio.Task[None]] = []
 
@@ -61,12 +135,19 @@ class Daemon:
         base = (api.public_url or f"http://{api.listen}").rstrip("/")
         return f"{base}/api/incidents/{incident_id}/evidence"
 
+    # -- signals -----------------------------------------------------------------------------
     def request_stop(self, signame: str) -> None:
+        """SIGTERM/SIGINT: the first asks for an orderly stop, a second exits at once."""
+        self._stop_signals += 1
+        if self._stop_signals > 1:
+            log.warning("daemon.forced_exit", signal=signame, exit_code=EXIT_FAILED)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FAILED)
         log.info("daemon.stopping", signal=signame)
-        self.stopping.set()
+        self.supervisor.request_stop(f"signal {signame}")
 
-    async def run(self) -> int:
-        await self.start()
+    def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
@@ -75,42 +156,67 @@ class Daemon:
             signal.SIGHUP,
             lambda: log.warning("daemon.reload_unsupported", hint="restart the agent to apply a new config"),
         )
-        try:
-            await self.stopping.wait()
-        finally:
-            await self.stop()
-        return 0
 
-    async def start(self) -> None:
+    # -- run -----------------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT (or a crash), stop; the process's exit code."""
+        self._install_signal_handlers()  # before anything slow: a stop during start is a stop
+        failed = False
+        try:
+            self._wire()
+            started = await self.supervisor.start()
+        except Exception as exc:
+            failed = True
+            started = False
+            log.error("daemon.start_failed", error=str(exc), exc_info=self.supervisor.failure is None)
+        if started:
+            cfg = self.config
+            log.info(
+                "daemon.started",
+                version=__version__,
+                config=cfg.summary(),
+                heal="on" if self.heal_enabled else "dry-run",
+                api=f"http://{cfg.agent.api.listen}",
+            )
+            await self.supervisor.wait()
+        await self.supervisor.stop()
+        failed = failed or self.supervisor.failure is not None
+        log.info(
+            "daemon.stopped",
+            events_pending=self.events_pending,
+            reason=self.supervisor.failure or self.supervisor.stop_reason,
+        )
+        return EXIT_FAILED if failed else EXIT_OK
+
+    def _wire(self) -> None:
+        """Build every part (cheap, no I/O) and hand them to the supervisor in start order."""
         from actions.notifiers import build_notifier
         from agent.engine import Engine
         from agent.evidence import EvidenceCollector
+        from agent.outbox import DeliveryPolicy, Outbox
+        from agent.scheduler import Scheduler
         from checks import CheckContext, build_check
 
         cfg = self.config
-        cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
-        await self.store.run(self.store.open)
-        if needs_docker(cfg):
+        if "docker" in plugins.needs(cfg):
             from agent.dockerclient import DockerEngine
 
             self.docker = DockerEngine(cfg.docker.url, timeout=cfg.docker.timeout)
-            if not await self.docker.ping():
-                log.warning("docker.unreachable", url=cfg.docker.url, error=self.docker.last_error)
-        self.context = CheckContext(docker=self.docker)
+        self.context: CheckContext = CheckContext(docker=self.docker)
         checks = [build_check(c, self.context) for c in cfg.checks]
-        secrets = config_secrets(cfg)
-        self.engine = Engine(
+        self.evidence: EvidenceCollector = EvidenceCollector(self.docker, cfg.agent.state_dir)
+        self.engine: Engine = Engine(
             self.store,
             checks,
             heal_enabled=self.heal_enabled,
             clients=self.context,
-            evidence=EvidenceCollector(self.docker, cfg.agent.state_dir),
+            evidence=self.evidence,
             notify_all=[n.name for n in cfg.notifiers],
             on_events=lambda: self.outbox.wake(),
-            secrets=secrets,
+            secrets=plugins.secret_values(cfg),
         )
         notifiers = {n.name: build_notifier(n, lambda: self.context.http) for n in cfg.notifiers}
-        self.outbox = Outbox(
+        self.outbox: Outbox = Outbox(
             self.store,
             notifiers,
             evidence_url=self.evidence_url,
@@ -121,27 +227,59 @@ class Daemon:
                 evidence_wait=cfg.agent.delivery.evidence_wait,
             ),
         )
-        await self.engine.restore()
-        retired = await self.store.run(self.store.outbox.retire_unknown_notifiers, list(notifiers))
-        if retired:
-            log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
-        await self._start_api()
-        self.outbox.start()
-        self.scheduler = Scheduler(
+        self.scheduler: Scheduler = Scheduler(
             checks, self.engine.on_result, max_concurrent=cfg.agent.max_concurrent_checks
         )
-        self.scheduler.start()
-        self._upkeep = [
-            asyncio.create_task(self._every(FLUSH_EVERY, self.engine.flush_results)),
-            asyncio.create_task(self._every(PRUNE_EVERY, self._prune, first=0.0)),
-        ]
-        log.info(
-            "daemon.started",
-            version=__version__,
-            config=cfg.summary(),
-            heal="on" if self.heal_enabled else "dry-run",
-            api=f"http://{cfg.agent.api.listen}",
-        )
+
+        add = self.supervisor.add
+        add(_Part("store", self._open_store, self._close_store, "close database"), QUICK_GRACE)
+        add(_Part("clients", self._connect_docker, self._close_clients, "close clients"), QUICK_GRACE)
+        add(_Part("engine", self._restore, self._flush, "flush results"), QUICK_GRACE)
+        add(_Part("api", self._start_api, self._stop_api, "close API"), API_GRACE)
+        add(_Part("outbox", self._start_outbox, self.outbox.stop, "in-flight deliveries"), SHUTDOWN_GRACE)
+        add(_Part("heals", _nothing, self._drain, "finish heals and evidence"), SHUTDOWN_GRACE)
+        add(_Part("upkeep", self._start_upkeep, self._stop_upkeep), QUICK_GRACE)
+        add(_Part("scheduler", self._start_scheduler, self._stop_scheduler, "stop scheduling"), QUICK_GRACE)
+
+    # -- the parts' starts and stops -----------------------------------------------------------
+    async def _open_store(self) -> None:
+        self.config.agent.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.store.run(self.store.open)
+        except BaseException:
+            await self.store.aclose()
+            raise
+
+    async def _close_store(self, _grace: float) -> None:
+        stats = await self.store.run(self.store.outbox.stats, time.time())
+        self.events_pending = stats["pending"]
+        await self.store.aclose()
+
+    async def _connect_docker(self) -> None:
+        if self.docker is None:
+            return
+        try:
+            # Cancelled when a stop is requested meanwhile: a hung engine never holds the start.
+            reachable = await self.docker.ping()
+        except BaseException:
+            await self.docker.close()
+            raise
+        if not reachable:
+            log.warning("docker.unreachable", url=self.config.docker.url, error=self.docker.last_error)
+
+    async def _close_clients(self, _grace: float) -> None:
+        await self.context.close()
+        if self.docker is not None:
+            await self.docker.close()
+
+    async def _restore(self) -> None:
+        await self.engine.restore()
+        retired = await self.store.run(self.store.outbox.retire_unknown_notifiers, list(self.outbox.notifiers))
+        if retired:
+            log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
+
+    async def _flush(self, _grace: float) -> None:
+        await self.engine.flush_results()
 
     async def _start_api(self) -> None:
         from aiohttp import web
@@ -149,10 +287,53 @@ class Daemon:
         from agent.api import create_app
 
         api = self.config.agent.api
-        self._runner = web.AppRunner(create_app(self), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, api.host, api.port).start()
+        app = create_app(
+            agent_name=self.config.agent.name,
+            token=api.token,
+            health=_Health(self),
+            board=self.engine,
+            incidents=_StoreReader(self.store),
+        )
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=API_GRACE)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, api.host, api.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
 
+    async def _stop_api(self, _grace: float) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _start_outbox(self) -> None:
+        self.outbox.start()
+
+    async def _drain(self, grace: float) -> None:
+        await self.engine.drain(grace)
+        self.evidence.close()
+
+    async def _start_upkeep(self) -> None:
+        spawn = self.supervisor.spawn
+        self._upkeep = [
+            spawn("upkeep:flush", self._every(FLUSH_EVERY, self.engine.flush_results)),
+            spawn("upkeep:prune", self._every(PRUNE_EVERY, self._prune, first=0.0)),
+        ]
+
+    async def _stop_upkeep(self, _grace: float) -> None:
+        for task in self._upkeep:
+            task.cancel()
+        await asyncio.gather(*self._upkeep, return_exceptions=True)
+
+    async def _start_scheduler(self) -> None:
+        self.scheduler.start(self.supervisor.spawn)
+
+    async def _stop_scheduler(self, _grace: float) -> None:
+        await self.scheduler.stop()
+
+    # -- upkeep ----------------------------------------------------------------------------------
     async def _every(self, period: float, fn: Any, first: float | None = None) -> None:
         await asyncio.sleep(period if first is None else first)
         while True:
@@ -174,22 +355,3 @@ class Daemon:
         )
         if any(counts.values()):
             log.info("store.pruned", **counts)
-
-    async def stop(self) -> None:
-        log.info("daemon.shutdown", step="stop scheduling")
-        await self.scheduler.stop()
-        for task in self._upkeep:
-            task.cancel()
-        await asyncio.gather(*self._upkeep, return_exceptions=True)
-        log.info("daemon.shutdown", step="finish heals and evidence", grace_s=SHUTDOWN_GRACE)
-        await self.engine.drain(SHUTDOWN_GRACE)
-        log.info("daemon.shutdown", step="in-flight deliveries", grace_s=SHUTDOWN_GRACE)
-        await self.outbox.stop(SHUTDOWN_GRACE)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.context.close()
-        if self.docker is not None:
-            await self.docker.close()
-        stats = await self.store.run(self.store.outbox.stats, time.time())
-        await self.store.aclose()
-        log.info("daemon.stopped", events_pending=stats["pending"])

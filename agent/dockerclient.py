@@ -86,8 +86,13 @@ class DockerEngine:
 
     async def close(self) -> None:
         """Drop the connection and the worker threads; a later call starts afresh."""
-        with self._client_lock:
+        client = None
+        # A connect under way holds the lock until the engine answers or times out: never wait for
+        # it on the event loop (a SIGTERM during a hung start would hang). The client such a
+        # connect may still make is not closed here; the worker threads are let go below.
+        if self._client_lock.acquire(blocking=False):
             client, self._client = self._client, None
+            self._client_lock.release()
         if client is not None:
             client.close()
         if self._executor is not None:

@@ -363,23 +363,5 @@ class Engine:
             found.append(f"results not saved: {self._results_error}")
         return found
 
-    def checks_status(self) -> list[dict[str, Any]]:
-        from agent.payload import iso
-
-        out = []
-        for view in self.check_views():
-            last = view.last
-            out.append(
-                {
-                    "name": view.name,
-                    "type": view.type,
-                    "target": view.target,
-                    "state": "unknown" if last is None else ("passing" if last.ok else "failing"),
-                    "incident_id": view.incident_id,
-                    "last_result": None if last is None else dict(last.summary(), at=iso(last.started_at)),
-                }
-            )
-        return out
-
 
 __all__ = ["CheckView", "Decision", "Engine", "Tracked", "track"]

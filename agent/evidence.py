@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +56,13 @@ _CPU_WARMUP = 0.05
 # Snapshots closer together than this (incidents opening together) share one CPU reading.
 _CPU_MIN_WINDOW = 0.5
 
+MAX_COLLECTIONS = 4
+"""Bundles gathered at once; in a mass outage the rest queue rather than each scanning processes."""
+
+_HOST_WORKERS = 2
+# Host snapshots get their own threads: a slow /proc or a hung mount must not occupy the default
+# executor, which DNS lookups of every HTTP check share.
+
 
 class EvidenceCollector:
     """Gathers evidence bundles for incidents; one per agent, shared by all incidents."""
@@ -66,6 +74,7 @@ class EvidenceCollector:
         time_bound: float = 3.0,
         log_lines: int = 200,
         clock: Callable[[], float] = time.time,
+        max_concurrent: int = MAX_COLLECTIONS,
     ) -> None:
         self.docker = docker
         self.state_dir = Path(state_dir)
@@ -73,6 +82,14 @@ class EvidenceCollector:
         self.log_lines = log_lines
         self.clock = clock
         self._host = HostSampler()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._executor: ThreadPoolExecutor | None = None  # made at the first snapshot
+
+    def close(self) -> None:
+        """Let go of the snapshot threads; one stuck on a hung mount is not waited for."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def collect(
         self,
@@ -83,7 +100,19 @@ class EvidenceCollector:
         container: str | None,
         extra_secrets: Iterable[str] = (),
     ) -> dict[str, Any]:
-        """A bundle for ``phase`` ("opened" or "resolved"); returns within about ``time_bound``."""
+        """A bundle for ``phase`` ("opened" or "resolved"); returns within about ``time_bound``
+        once one of the ``max_concurrent`` slots is free."""
+        async with self._slots:
+            return await self._collect(phase, history, failing, container, extra_secrets)
+
+    async def _collect(
+        self,
+        phase: str,
+        history: Sequence[CheckResult],
+        failing: CheckResult | None,
+        container: str | None,
+        extra_secrets: Iterable[str],
+    ) -> dict[str, Any]:
         collected_at = self.clock()
         extra = [s for s in extra_secrets if s]
         (container_data, env_secrets), host = await asyncio.gather(
@@ -129,7 +158,10 @@ class EvidenceCollector:
 
     async def _host_section(self) -> dict[str, Any]:
         paths = [Path("/"), self.state_dir]
-        snapshot = await self._bounded(asyncio.to_thread(host_snapshot, paths, self._host))
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(_HOST_WORKERS, thread_name_prefix="lifeguard-evidence")
+        loop = asyncio.get_running_loop()
+        snapshot = await self._bounded(loop.run_in_executor(self._executor, host_snapshot, paths, self._host))
         return {"error": snapshot.reason} if isinstance(snapshot, _Failure) else snapshot
 
     async def _bounded(self, aw: Awaitable[T]) -> T | _Failure:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 import structlog
 
@@ -42,9 +43,13 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.running = 0
 
-    def start(self) -> None:
+    def start(
+        self, spawn: Callable[[str, Coroutine[Any, Any, None]], asyncio.Task[Any]] | None = None
+    ) -> None:
+        """One task per check, made by ``spawn(name, coro)`` (a supervisor's, so a crash is seen)."""
+        spawn = spawn or (lambda name, coro: asyncio.create_task(coro, name=name))
         for check in self.checks:
-            self._tasks[check.name] = asyncio.create_task(self._loop(check), name=f"check:{check.name}")
+            self._tasks[check.name] = spawn(f"check:{check.name}", self._loop(check))
 
     async def stop(self) -> None:
         for task in self._tasks.values():

@@ -30,3 +30,84 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         _parser().parse_args([])
     assert exc.value.code == 2 and "COMMAND" in capsys.readouterr().err
+
+
+async def test_once_runs_at_most_max_concurrent_checks_at_a_time() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from agent.cli import run_all
+    from checks.base import Check, CheckContext, Outcome
+
+    gate, running = asyncio.Event(), []
+
+    class Held(Check):
+        type = "held"
+
+        @property
+        def target(self) -> str:
+            return self.name
+
+        async def probe(self) -> Outcome:
+            running.append(self.name)
+            await gate.wait()
+            return Outcome(True, "ok")
+
+    checks = [Held(SimpleNamespace(name=f"c{i}", timeout=5.0, interval=60.0), CheckContext()) for i in range(5)]
+    runs = asyncio.create_task(run_all(checks, max_concurrent=2))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert running == ["c0", "c1"]
+    gate.set()
+    results = await runs
+    assert [r.check for r in results] == [f"c{i}" for i in range(5)] and all(r.ok for r in results)
+
+
+async def test_once_takes_its_cap_from_agent_max_concurrent_checks(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    import yaml
+    from aiohttp import web
+
+    from agent.cli import _once
+    from agent.config import load_config
+    from tests.fixtures_agent import LocalServer, agent_config
+
+    class Counting(LocalServer):
+        """Holds each request until a second one arrives (bounded), counting requests in flight."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight = self.most = 0
+            self.overlap = asyncio.Event()
+
+        async def _hit(self, request: web.Request) -> web.Response:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            if self.in_flight > 1:
+                self.overlap.set()
+            try:
+                await asyncio.wait_for(self.overlap.wait(), 0.3)
+            except TimeoutError:
+                pass
+            self.in_flight -= 1
+            return web.Response(text="ok")
+
+        def routes(self, app: web.Application) -> None:
+            app.router.add_get("/", self._hit)
+
+    server = Counting()
+    await server.start()
+    try:
+        for cap, most in ((1, 1), (3, 3)):
+            server.most, server.overlap = 0, asyncio.Event()
+            checks = [{"name": f"c{i}", "type": "http", "url": f"http://127.0.0.1:{server.port}/"} for i in range(3)]
+            path = tmp_path / f"cap{cap}.yaml"
+            cfg = agent_config(checks, [], max_concurrent_checks=cap)
+            cfg["defaults"].update(interval="5s", timeout="2s")
+            path.write_text(yaml.safe_dump(cfg))
+            assert await _once(load_config(path)) == 0
+            assert server.most == most, cap
+    finally:
+        await server.stop()
+    assert "3 passing, 0 failing" in capsys.readouterr().out

@@ -472,6 +472,60 @@ async def test_collect_bounds_a_slow_host_section(tmp_path: Path) -> None:
     assert bundle["checks"] == []
 
 
+
+async def test_collections_beyond_the_cap_queue(tmp_path: Path) -> None:
+    """A mass outage queues bundles: at most ``max_concurrent`` collect at once, then the rest."""
+
+    class GatedDocker(FixedDocker):
+        def __init__(self) -> None:
+            super().__init__(inspect_attrs(), list(LOGS))
+            self.gate = asyncio.Event()
+            self.inspecting: list[str] = []
+
+        async def inspect(self, name: str) -> dict[str, Any]:
+            self.inspecting.append(name)
+            await self.gate.wait()
+            return await super().inspect(name)
+
+    docker = GatedDocker()
+    collector = EvidenceCollector(docker, tmp_path, max_concurrent=2)  # type: ignore[arg-type]
+    try:
+        runs = [
+            asyncio.create_task(collector.collect(phase="opened", history=[], failing=None, container=f"c{i}"))
+            for i in range(5)
+        ]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert docker.inspecting == ["c0", "c1"]
+        docker.gate.set()
+        bundles = await asyncio.gather(*runs)
+    finally:
+        collector.close()
+    assert sorted(docker.inspecting) == [f"c{i}" for i in range(5)]
+    assert all(b["container"]["state"] for b in bundles)
+
+
+async def test_host_snapshots_run_on_the_collectors_own_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not on the default executor that DNS lookups share; close() lets them go, a later collect makes new ones."""
+    import threading
+
+    import agent.evidence as evidence
+
+    seen: list[str] = []
+
+    def snapshot(paths: Any, sampler: Any = None) -> dict[str, Any]:
+        seen.append(threading.current_thread().name)
+        return {"hostname": "h"}
+
+    monkeypatch.setattr(evidence, "host_snapshot", snapshot)
+    collector = EvidenceCollector(None, tmp_path)
+    for _ in range(2):
+        bundle = await collector.collect(phase="opened", history=[], failing=None, container=None)
+        assert bundle["host"] == {"hostname": "h"}
+        collector.close()
+    assert len(seen) == 2 and all(name.startswith("lifeguard-evidence") for name in seen)
+
+
 # -- against a real Docker engine ------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ import pytest
 from pydantic import Field
 
 import checks
-from agent import daemon
 from agent.config import CheckConfigBase, Config, load_config
 from agent.config.types import Secret
 from agent.plugins import needs, secret_values
@@ -34,7 +33,6 @@ def test_secret_values_are_the_token_the_webhook_secret_and_header_values(tmp_pa
           - {{name: ops, type: webhook, url: "https://h/x", secret: {SECRET}, headers: {{X-Key: k3y}}}}
     """)
     assert sorted(secret_values(config)) == sorted(["tok3n", "Bearer b3arer", SECRET, "k3y"])
-    assert daemon.config_secrets(config) == secret_values(config)
 
 
 def test_secret_values_leave_out_what_is_not_set(tmp_path: Path) -> None:
@@ -94,4 +92,3 @@ def test_needs_come_from_check_types_notifier_types_heal_kinds_and_containers(
 ) -> None:
     config = load(tmp_path, text)
     assert needs(config) == expected
-    assert daemon.needs_docker(config) is ("docker" in expected)
