@@ -18,7 +18,7 @@ from agent import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.config import Config
-    from checks.base import Check, CheckResult
+    from checks.base import AnyCheck, CheckResult
 
 EXIT_OK, EXIT_FAILING, EXIT_CONFIG = 0, 1, 2
 
@@ -140,7 +140,7 @@ async def _once(config: Config) -> int:
     return EXIT_FAILING if failing else EXIT_OK
 
 
-async def run_all(checks: list[Check], max_concurrent: int) -> list[CheckResult]:
+async def run_all(checks: list[AnyCheck], max_concurrent: int) -> list[CheckResult]:
     """Run every check once, at most ``max_concurrent`` at a time (the daemon's own slots)."""
     from agent.scheduler import Scheduler
 

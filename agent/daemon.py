@@ -309,7 +309,7 @@ class Daemon:
             self._runner = None
 
     async def _start_outbox(self) -> None:
-        self.outbox.start()
+        self.outbox.start(self.supervisor.spawn)
 
     async def _drain(self, grace: float) -> None:
         await self.engine.drain(grace)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,11 @@ from agent.events import EVIDENCE_PHASE, Notification
 from agent.store import OutboxItem, Store
 
 if TYPE_CHECKING:  # pragma: no cover
-    from actions.notifiers.base import Delivery, Notifier
+    from actions.notifiers.base import AnyNotifier, Delivery
 
 log = structlog.get_logger("lifeguard.outbox")
+
+Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ class Outbox:
     def __init__(
         self,
         store: Store,
-        notifiers: dict[str, Notifier],
+        notifiers: dict[str, AnyNotifier],
         *,
         evidence_url: Callable[[str], str],
         evidence_ready: Callable[[str, str], Awaitable[None]] | None = None,
@@ -76,9 +78,11 @@ class Outbox:
         for event in self._wake.values():
             event.set()
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn | None = None) -> None:
+        """One worker per notifier, made by ``spawn(name, coro)`` (a supervisor's, so a crash is seen)."""
+        make = spawn or (lambda name, coro: asyncio.create_task(coro, name=name))
         for name in self.notifiers:
-            self._tasks.append(asyncio.create_task(self._worker(name), name=f"outbox:{name}"))
+            self._tasks.append(make(f"outbox:{name}", self._worker(name)))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work, give in-flight deliveries ``grace`` seconds, cancel the rest.
@@ -122,7 +126,7 @@ class Outbox:
             except TimeoutError:
                 pass
 
-    async def _deliver(self, notifier: Notifier, item: OutboxItem) -> None:
+    async def _deliver(self, notifier: AnyNotifier, item: OutboxItem) -> None:
         bound = log.bind(
             incident_id=item.incident_id,
             event=item.event.kind,
@@ -155,7 +159,7 @@ class Outbox:
         await self.store.run(self.store.outbox.mark_retry, item, now + delay, result.detail)
         bound.warning("delivery.retry", detail=result.detail, retry_in_s=round(delay, 2))
 
-    async def _first_body(self, notifier: Notifier, item: OutboxItem) -> bytes:
+    async def _first_body(self, notifier: AnyNotifier, item: OutboxItem) -> bytes:
         phase = EVIDENCE_PHASE.get(item.event.kind)
         if phase and self.evidence_ready is not None:
             try:

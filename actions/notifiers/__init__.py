@@ -5,21 +5,20 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 
 from __future__ import annotations
 
-from typing import Any
-
-from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
+from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.file import FileNotifier
 from actions.notifiers.webhook import WebhookNotifier
+from agent.config import NotifierConfigBase
 
 __all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
 
-NOTIFIER_TYPES: dict[str, type[Notifier]] = {
+NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     WebhookNotifier.type: WebhookNotifier,
     FileNotifier.type: FileNotifier,
 }
 
 
-def build_notifier(config: Any, http: HttpSessionFactory) -> Notifier:
+def build_notifier(config: NotifierConfigBase, http: HttpSessionFactory) -> AnyNotifier:
     """The notifier for one ``notifiers:`` entry of the config."""
     try:
         cls = NOTIFIER_TYPES[config.type]

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
+
+from agent.config import NotifierConfigBase
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
 
-    from agent.config import NotifierConfigBase
     from agent.events import Notification
 
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
@@ -38,14 +39,18 @@ class Delivery:
     retry_after: float | None = None  # seconds the receiver asked us to wait (Retry-After)
 
 
-class Notifier:
-    """Base of every notifier. Subclasses set ``type`` and implement ``send``."""
+# Covariant: a ``WebhookNotifier`` (a ``Notifier[WebhookNotifierConfig]``) is a ``Notifier[NotifierConfigBase]``.
+ConfigT = TypeVar("ConfigT", bound=NotifierConfigBase, covariant=True)
+
+
+class Notifier(Generic[ConfigT]):
+    """Base of every notifier. Subclasses set the class variables and implement ``render`` and ``send``."""
 
     config_model: ClassVar[type[NotifierConfigBase]]  # validates its entry in ``notifiers:``
     needs: ClassVar[frozenset[str]] = frozenset()  # "http": it uses the shared client session
     type: ClassVar[str]
 
-    def __init__(self, config: Any, http: HttpSessionFactory) -> None:
+    def __init__(self, config: ConfigT, http: HttpSessionFactory) -> None:
         # ``http`` is a factory, not a session: the caller creates the shared session lazily,
         # so a file-only set-up never builds an HTTP client.
         self.config = config
@@ -53,7 +58,7 @@ class Notifier:
 
     @property
     def name(self) -> str:
-        return str(self.config.name)
+        return self.config.name
 
     def render(self, notification: Notification) -> bytes:
         """The request body for one event: pure (no I/O, no clock), so its bytes are tested exactly."""
@@ -72,3 +77,7 @@ class Notifier:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
+
+
+AnyNotifier = Notifier[NotifierConfigBase]
+"""A notifier of any type, as the outbox holds them."""

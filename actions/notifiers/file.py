@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -30,7 +31,7 @@ class FileNotifierConfig(NotifierConfigBase):
     """Append each event as one JSON line to a file."""
 
     type: Literal["file"]
-    path: str = Field(None, validate_default=True)  # type: ignore[assignment]  # <state_dir>/events.jsonl
+    path: str = Field(None, validate_default=True)  # <state_dir>/events.jsonl
 
     @field_validator("path", mode="before")
     @classmethod
@@ -44,7 +45,7 @@ class FileNotifierConfig(NotifierConfigBase):
         return value
 
 
-class FileNotifier(Notifier):
+class FileNotifier(Notifier[FileNotifierConfig]):
     """Append each event as one JSON line to ``config.path``."""
 
     type: ClassVar[str] = "file"
@@ -55,8 +56,10 @@ class FileNotifier(Notifier):
     def __init__(self, config: FileNotifierConfig, http: HttpSessionFactory) -> None:
         super().__init__(config, http)
         self._path = str(config.path)
-        # Writes happen in worker threads; the lock keeps two sends from interleaving a line.
-        self._lock = asyncio.Lock()
+        # One thread of its own, not the default executor (DNS lookups use that): writes queue
+        # there one at a time, so two sends never interleave a line, and a slow disk stalls
+        # nothing but this file's deliveries.
+        self._writer: ThreadPoolExecutor | None = None
 
     def render(self, notification: Notification) -> bytes:
         return render_line(notification)
@@ -65,9 +68,10 @@ class FileNotifier(Notifier):
         line = body if body.endswith(b"\n") else body + b"\n"
         if b"\n" in line[:-1]:  # the same body would fail the same way on every retry
             return Delivery("dead", "body is not one line")
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lifeguard-file-{self.name}")
         try:
-            async with self._lock:
-                await asyncio.to_thread(_append, self._path, line)
+            await asyncio.get_running_loop().run_in_executor(self._writer, _append, self._path, line)
         except OSError as exc:
             return Delivery("retry", f"cannot write {self._path}: {exc.strerror or type(exc).__name__}")
         except asyncio.CancelledError:
@@ -75,6 +79,11 @@ class FileNotifier(Notifier):
         except Exception as exc:  # noqa: BLE001 - the outbox needs a verdict, never an exception
             return Delivery("retry", f"unexpected error: {type(exc).__name__}: {exc}"[:240])
         return Delivery("delivered", f"appended {len(line)} bytes to {self._path}")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.shutdown, wait=True)  # a write under way finishes whole
 
 
 def render_line(notification: Notification) -> bytes:

@@ -65,7 +65,7 @@ class WebhookNotifierConfig(NotifierConfigBase):
         return value
 
 
-class WebhookNotifier(Notifier):
+class WebhookNotifier(Notifier[WebhookNotifierConfig]):
     """POST each event as JSON to ``config.url``."""
 
     type: ClassVar[str] = "webhook"

@@ -171,8 +171,14 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 
     if found.errors:
         raise ConfigError([f"{format_path(loc)}: {text}" for loc, text in in_file_order(found.errors, SECTIONS)])
+    # Without errors every piece validated: no None is left in either list.
     return Config.model_construct(
-        path=path, agent=agent, docker=docker, defaults=defaults, checks=checks, notifiers=notifiers
+        path=path,
+        agent=agent,
+        docker=docker,
+        defaults=defaults,
+        checks=[c for c in checks if c is not None],
+        notifiers=[n for n in notifiers if n is not None],
     )
 
 

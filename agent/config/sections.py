@@ -177,7 +177,7 @@ _DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
 class DockerConfig(ConfigModel):
     """How to reach the Docker engine."""
 
-    url: str = Field(None, validate_default=True)  # type: ignore[assignment]  # filled from the environment
+    url: str = Field(None, validate_default=True)  # filled from the environment
     timeout: PositiveDuration = 10.0
 
     @field_validator("url", mode="before")
@@ -205,7 +205,7 @@ class DefaultsConfig(ConfigModel):
     open_after: Duration = 60.0
     resolve_after: Count = 2
     severity: Severity = "high"
-    notify: list[str] = Field(None, validate_default=True)  # type: ignore[assignment]  # every notifier
+    notify: list[str] = Field(None, validate_default=True)  # every notifier
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -333,7 +333,7 @@ class CheckConfigBase(ConfigModel):
         if interval is None or seconds <= interval:
             return seconds
         if isinstance(value, Inherited):
-            return interval
+            return float(interval)
         raise ValueError(f"{format_duration(seconds)} is longer than the interval {format_duration(interval)}")
 
 
