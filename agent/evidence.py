@@ -83,7 +83,19 @@ class EvidenceCollector:
         self.clock = clock
         self._host = HostSampler()
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._collecting = 0
+        self._queued = 0
         self._executor: ThreadPoolExecutor | None = None  # made at the first snapshot
+
+    @property
+    def collecting(self) -> int:
+        """Bundles being gathered now; at most ``max_concurrent``."""
+        return self._collecting
+
+    @property
+    def queued(self) -> int:
+        """Bundles waiting for a free slot (a mass outage)."""
+        return self._queued
 
     def close(self) -> None:
         """Let go of the snapshot threads; one stuck on a hung mount is not waited for."""
@@ -102,8 +114,17 @@ class EvidenceCollector:
     ) -> dict[str, Any]:
         """A bundle for ``phase`` ("opened" or "resolved"); returns within about ``time_bound``
         once one of the ``max_concurrent`` slots is free."""
-        async with self._slots:
+        self._queued += 1
+        try:
+            await self._slots.acquire()
+        finally:  # a collection cancelled while queued is no longer queued either
+            self._queued -= 1
+        self._collecting += 1
+        try:
             return await self._collect(phase, history, failing, container, extra_secrets)
+        finally:
+            self._collecting -= 1
+            self._slots.release()
 
     async def _collect(
         self,

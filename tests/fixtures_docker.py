@@ -5,11 +5,13 @@ Nothing started by hand survives until CI runs, so the session starts its own ``
 dir) and imports a tiny busybox image without a registry. Tests that need Docker take
 ``docker_url``, ``docker_client`` or ``run_container``; without root or ``dockerd`` they are
 skipped loudly, and under ``CI=true`` they fail instead, because a skipped Docker test proves
-nothing.
+nothing. A hung engine needs no dockerd: ``silent_docker`` is a unix socket that accepts and
+never answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
@@ -19,11 +21,14 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from agent.dockerclient import DockerEngine
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -34,6 +39,8 @@ TEST_LABEL = "lifeguard.test"
 BUSYBOX = "/bin/busybox"  # from busybox-static: runs in an image with no libc
 START_BOUND = 30.0  # seconds for dockerd to answer a ping
 STOP_BOUND = 15.0  # seconds for dockerd to exit after SIGTERM
+
+MS = 1_000_000  # docker-py healthcheck durations are nanoseconds
 
 # Runs forever, but exits at once on SIGTERM: busybox as PID 1 would otherwise ignore it, and
 # every stop or restart would wait the full grace period.
@@ -235,6 +242,19 @@ def docker_client(docker_url: str) -> Iterator[docker.DockerClient]:
     client.close()
 
 
+@pytest.fixture
+async def docker_engine(docker_url: str) -> AsyncIterator[DockerEngine]:
+    """The agent's own ``DockerEngine`` on the session's engine; closed after the test."""
+    engine = DockerEngine(docker_url, timeout=10.0)
+    yield engine
+    await engine.close()
+
+
+def unique(prefix: str) -> str:
+    """A container name no other test uses: ``lg-<prefix>-<8 hex>``."""
+    return f"lg-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
 RunContainer = Callable[..., "Container"]
 
 
@@ -275,3 +295,48 @@ def run_container(docker_client: docker.DockerClient) -> Iterator[RunContainer]:
         # Force removal kills at once: no stop grace period for a PID 1 that ignores SIGTERM.
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+class SilentDocker:
+    """A unix socket that accepts connections and never answers: a hung Docker engine."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="lg-docker-", dir="/tmp"))  # short: unix paths are limited
+        self.path = self.dir / "docker.sock"
+        self.connected = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._held.append(writer)
+        self.connected.set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
+
+    async def __aenter__(self) -> SilentDocker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Hang up on every client (a call stuck on us ends now) and remove the socket."""
+        for writer in self._held:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def silent_docker() -> AsyncIterator[SilentDocker]:
+    """A hung Docker engine at ``silent_docker.url``; needs neither root nor dockerd."""
+    async with SilentDocker() as docker:
+        yield docker

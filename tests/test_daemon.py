@@ -4,56 +4,13 @@ starts, a second signal, SIGHUP."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import socket
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.fixtures_agent import SECRET, Receiver, agent_config, free_port, wait_until
-
-
-class SilentDocker:
-    """A unix socket that accepts connections and never answers: a hung Docker engine."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="lg-docker-", dir="/tmp"))  # short: unix paths are limited
-        self.path = self.dir / "docker.sock"
-        self.connected = asyncio.Event()
-        self._server: asyncio.AbstractServer | None = None
-        self._held: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.path}"
-
-    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._held.append(writer)
-        self.connected.set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
-
-    async def stop(self) -> None:
-        for writer in self._held:
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-async def silent_docker() -> AsyncIterator[SilentDocker]:
-    docker = SilentDocker()
-    await docker.start()
-    yield docker
-    await docker.stop()
+from tests.fixtures_docker import SilentDocker
 
 
 def events(agent: Any, name: str) -> list[dict[str, Any]]:

@@ -7,13 +7,11 @@ on, a socket bound but never listening, and a server that accepts and never answ
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from actions.healers import HEALERS, DockerRestartHealer
 from agent.dockerclient import ContainerNotFound, DockerEngine, DockerError, DockerUnavailable
 from checks import CheckContext
 from tests.fixtures_agent import poll
+from tests.fixtures_docker import MS, SilentDocker, unique
 
 try:
     from checks.base import CheckContext
@@ -47,11 +46,6 @@ except ImportError:  # pragma: no cover - only while sibling check modules are b
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")
-MS = 1_000_000  # docker-py healthcheck durations are nanoseconds
-
-
-def unique(prefix: str) -> str:
-    return f"lg-{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def started_at(attrs: dict[str, Any]) -> datetime:
@@ -70,13 +64,6 @@ def container_check(engine: DockerEngine | None, container: str) -> ContainerChe
 
 
 @pytest.fixture
-async def engine(docker_url: str) -> AsyncIterator[DockerEngine]:
-    eng = DockerEngine(docker_url, timeout=10.0)
-    yield eng
-    await eng.close()
-
-
-@pytest.fixture
 async def dead_engine(tmp_path: Path) -> AsyncIterator[DockerEngine]:
     """An engine pointed at a socket path where nothing listens."""
     eng = DockerEngine(f"unix://{tmp_path}/nothing.sock", timeout=5.0)
@@ -88,49 +75,49 @@ async def dead_engine(tmp_path: Path) -> AsyncIterator[DockerEngine]:
 
 
 @pytest.mark.docker
-async def test_inspect_logs_restart_round_trip(engine: DockerEngine, run_container) -> None:
+async def test_inspect_logs_restart_round_trip(docker_engine: DockerEngine, run_container) -> None:
     """inspect returns raw attrs, logs carry timestamps, restart starts the container anew."""
     name = unique("round")
     script = "echo hello; echo wörld; trap 'exit 0' TERM; sleep 3600 & wait"
     run_container(name, ["sh", "-c", script])
 
-    attrs = await engine.inspect(name)
+    attrs = await docker_engine.inspect(name)
     assert attrs["Name"] == f"/{name}"
     assert attrs["State"]["Running"] is True
-    assert engine.reachable is True and engine.last_error is None
+    assert docker_engine.reachable is True and docker_engine.last_error is None
 
-    lines = await poll(lambda: engine.logs(name), lambda ls: len(ls) >= 2)
+    lines = await poll(lambda: docker_engine.logs(name), lambda ls: len(ls) >= 2)
     assert [TIMESTAMP.sub("", line) for line in lines] == ["hello", "wörld"]
     assert all(TIMESTAMP.match(line) for line in lines)
-    assert [TIMESTAMP.sub("", line) for line in await engine.logs(name, tail=1)] == ["wörld"]
+    assert [TIMESTAMP.sub("", line) for line in await docker_engine.logs(name, tail=1)] == ["wörld"]
 
     before = started_at(attrs)
-    await engine.restart(name, stop_timeout=5)
-    after = await engine.inspect(name)
+    await docker_engine.restart(name, stop_timeout=5)
+    after = await docker_engine.inspect(name)
     assert after["State"]["Running"] is True
     assert started_at(after) > before
-    lines = await poll(lambda: engine.logs(name), lambda ls: len(ls) >= 4)
+    lines = await poll(lambda: docker_engine.logs(name), lambda ls: len(ls) >= 4)
     assert [TIMESTAMP.sub("", line) for line in lines].count("hello") == 2
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("call", ["inspect", "logs", "restart"])
 async def test_missing_container_raises_container_not_found(
-    engine: DockerEngine, call: str
+    docker_engine: DockerEngine, call: str
 ) -> None:
     """Every call on a missing container raises ContainerNotFound; the engine stays reachable."""
     name = unique("missing")
     with pytest.raises(ContainerNotFound, match=f"container '{name}' not found"):
-        await getattr(engine, call)(name)
-    assert engine.reachable is True
+        await getattr(docker_engine, call)(name)
+    assert docker_engine.reachable is True
 
 
 @pytest.mark.docker
-async def test_ping_reaches_engine(engine: DockerEngine) -> None:
+async def test_ping_reaches_engine(docker_engine: DockerEngine) -> None:
     """A fresh engine has not tried yet; a ping marks it reachable."""
-    assert engine.reachable is None
-    assert await engine.ping() is True
-    assert engine.reachable is True
+    assert docker_engine.reachable is None
+    assert await docker_engine.ping() is True
+    assert docker_engine.reachable is True
 
 
 # -- The container check --------------------------------------------------------------------
@@ -138,13 +125,13 @@ async def test_ping_reaches_engine(engine: DockerEngine) -> None:
 
 @pytest.mark.docker
 async def test_container_check_passes_for_running_container(
-    engine: DockerEngine, run_container
+    docker_engine: DockerEngine, run_container
 ) -> None:
     """A running container without a healthcheck passes."""
     name = unique("running")
     run_container(name)
 
-    result = await container_check(engine, name).run()
+    result = await container_check(docker_engine, name).run()
 
     assert result.ok, result.message
     assert result.message == f"container '{name}' is running"
@@ -155,14 +142,14 @@ async def test_container_check_passes_for_running_container(
 
 @pytest.mark.docker
 async def test_container_check_fails_for_exited_container(
-    engine: DockerEngine, run_container
+    docker_engine: DockerEngine, run_container
 ) -> None:
     """An exited container fails with its exit code; its environment never reaches the result."""
     name = unique("exited")
     run_container(name, ["sh", "-c", "exit 3"], environment={"API_TOKEN": "s3cret-value"})
-    await poll(lambda: engine.inspect(name), lambda a: a["State"]["Status"] == "exited")
+    await poll(lambda: docker_engine.inspect(name), lambda a: a["State"]["Status"] == "exited")
 
-    result = await container_check(engine, name).run()
+    result = await container_check(docker_engine, name).run()
 
     assert not result.ok
     assert result.message == f"container '{name}' is exited (exit code 3)"
@@ -176,11 +163,11 @@ async def test_container_check_fails_for_exited_container(
 
 
 @pytest.mark.docker
-async def test_container_check_fails_for_missing_container(engine: DockerEngine) -> None:
+async def test_container_check_fails_for_missing_container(docker_engine: DockerEngine) -> None:
     """A container that does not exist fails with 'not found'."""
     name = unique("absent")
 
-    result = await container_check(engine, name).run()
+    result = await container_check(docker_engine, name).run()
 
     assert not result.ok
     assert result.message == f"container '{name}' not found"
@@ -195,7 +182,7 @@ async def test_container_check_fails_for_missing_container(engine: DockerEngine)
     ],
 )
 async def test_container_check_fails_for_unhealthy_container(
-    engine: DockerEngine, run_container, test: list[str], expected: str
+    docker_engine: DockerEngine, run_container, test: list[str], expected: str
 ) -> None:
     """A running container Docker reports unhealthy fails with the last probe's output."""
     name = unique("sick")
@@ -203,11 +190,11 @@ async def test_container_check_fails_for_unhealthy_container(
         name, healthcheck={"test": test, "interval": 100 * MS, "timeout": 1000 * MS, "retries": 1}
     )
     await poll(
-        lambda: engine.inspect(name),
+        lambda: docker_engine.inspect(name),
         lambda a: (a["State"].get("Health") or {}).get("Status") == "unhealthy",
     )
 
-    result = await container_check(engine, name).run()
+    result = await container_check(docker_engine, name).run()
 
     assert not result.ok
     assert result.message == f"container '{name}' is unhealthy: {expected}"
@@ -267,27 +254,27 @@ async def test_container_check_without_engine_fails() -> None:
 
 
 @pytest.mark.docker
-async def test_healer_restarts_stopped_container(engine: DockerEngine, run_container) -> None:
+async def test_healer_restarts_stopped_container(docker_engine: DockerEngine, run_container) -> None:
     """The registered restart healer brings a stopped container back to running."""
     name = unique("heal")
     container = run_container(name)
     container.stop(timeout=5)
-    assert (await engine.inspect(name))["State"]["Status"] == "exited"
+    assert (await docker_engine.inspect(name))["State"]["Status"] == "exited"
 
-    healer = HEALERS["restart_container"](name, CheckContext(docker=engine))
+    healer = HEALERS["restart_container"](name, CheckContext(docker=docker_engine))
     assert healer.describe() == f"restart container '{name}'" and healer.container == name
     outcome = await healer.heal()
 
     assert outcome.ok, outcome.message
     assert outcome.message == f"restarted container '{name}'"
-    assert (await engine.inspect(name))["State"]["Status"] == "running"
+    assert (await docker_engine.inspect(name))["State"]["Status"] == "running"
 
 
 @pytest.mark.docker
-async def test_healer_reports_missing_container(engine: DockerEngine) -> None:
+async def test_healer_reports_missing_container(docker_engine: DockerEngine) -> None:
     """Healing a container that does not exist is a failed outcome, not an exception."""
     name = unique("gone")
-    outcome = await DockerRestartHealer(name, CheckContext(docker=engine)).heal()
+    outcome = await DockerRestartHealer(name, CheckContext(docker=docker_engine)).heal()
     assert not outcome.ok
     assert outcome.message == f"container '{name}' not found"
 
@@ -335,31 +322,18 @@ async def test_container_check_and_healer_when_docker_unreachable(
     assert not outcome.ok and outcome.message == expected
 
 
-async def test_hung_engine_times_out(tmp_path: Path) -> None:
+async def test_hung_engine_times_out(silent_docker: SilentDocker) -> None:
     """An engine that accepts but never answers gives DockerUnavailable within the timeout."""
-    path = tmp_path / "hung.sock"
-    accepted = asyncio.Event()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        accepted.set()
-
-    server = await asyncio.start_unix_server(never_answer, path=str(path))
-    eng = DockerEngine(f"unix://{path}", timeout=0.5)
+    eng = DockerEngine(silent_docker.url, timeout=0.5)
     try:
         t0 = time.monotonic()
         with pytest.raises(DockerUnavailable, match=r"^Docker did not answer within 0\.5s$"):
             await eng.inspect("web")
         assert time.monotonic() - t0 < 2.0
-        assert accepted.is_set()
+        assert silent_docker.connected.is_set()
         assert eng.reachable is False
     finally:
         await eng.close()
-        for writer in writers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.docker

@@ -6,13 +6,13 @@ import asyncio
 import json
 import re
 import time
-import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.dockerclient import ContainerNotFound, DockerEngine
+from agent.dockerclient import DockerEngine
 from agent.evidence import (
     EvidenceCollector,
     container_section,
@@ -23,6 +23,8 @@ from agent.evidence import (
 )
 from agent.redact import REDACTED
 from checks.base import CheckResult
+from tests.fixtures_agent import poll, wait_until
+from tests.fixtures_docker import MS, TEST_IMAGE, RunContainer, SilentDocker, unique
 
 SECRET = "s3cr3t-value"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -318,39 +320,56 @@ def test_host_snapshot_shape(tmp_path: Path) -> None:
 # -- collect() ---------------------------------------------------------------------------------
 
 
-class SilentDocker:
-    """A Docker that accepts calls and never answers: what a hung engine looks like from here."""
+# A service as careless as they come: it logs its own secrets, and its health probe echoes one.
+API_SCRIPT = (
+    'echo "starting server on 127.0.0.1:8080"; '
+    'echo "debug: outbound auth header is $API_TOKEN"; '
+    'echo "error: db connect failed (password $DB_PASSWORD rejected)"; '
+    "trap 'exit 0' TERM; sleep 3600 & wait"
+)
+API_ENV = {"API_TOKEN": SECRET, "DB_PASSWORD": "hunter2-db", "AUTH_ENABLED": "true"}
+API_HEALTHCHECK = {
+    "test": ["CMD-SHELL", 'echo "GET /health with token $API_TOKEN: 503 Service Unavailable"; exit 1'],
+    "interval": 100 * MS,
+    "timeout": 1000 * MS,
+    "retries": 3,
+}
 
-    def __init__(self) -> None:
-        self.never = asyncio.Event()
-        self.calls: list[str] = []
 
-    async def inspect(self, name: str) -> dict[str, Any]:
-        self.calls.append(f"inspect {name}")
-        await self.never.wait()
-        raise AssertionError("unreachable")
+@pytest.fixture
+def collectors(tmp_path: Path) -> Iterator[Callable[..., EvidenceCollector]]:
+    """Factory: ``EvidenceCollector(docker, tmp_path, **kwargs)``; each one closed after the test."""
+    made: list[EvidenceCollector] = []
 
-    async def logs(self, name: str, tail: int = 200) -> list[str]:
-        self.calls.append(f"logs {name} {tail}")
-        return list(LOGS)
+    def make(docker: DockerEngine | None, **kwargs: Any) -> EvidenceCollector:
+        made.append(EvidenceCollector(docker, tmp_path, **kwargs))
+        return made[-1]
+
+    yield make
+    for collector in made:
+        collector.close()
 
 
-class FixedDocker:
-    """A Docker that answers with recorded data, or with the error a missing container gets."""
+@pytest.fixture
+async def api_container(docker_engine: DockerEngine, run_container: RunContainer) -> str:
+    """A running container that has logged its three lines and run its health probe."""
+    name = unique("evidence")
+    run_container(name, ["sh", "-c", API_SCRIPT], environment=API_ENV, healthcheck=API_HEALTHCHECK)
+    await poll(lambda: docker_engine.logs(name), lambda lines: len(lines) >= 3, what="three log lines")
+    await poll(
+        lambda: docker_engine.inspect(name),
+        lambda attrs: (attrs["State"].get("Health") or {}).get("Log"),
+        what="a health probe",
+    )
+    return name
 
-    def __init__(self, attrs: dict[str, Any] | None, logs: list[str] | Exception) -> None:
-        self.attrs = attrs
-        self._logs = logs
 
-    async def inspect(self, name: str) -> dict[str, Any]:
-        if self.attrs is None:
-            raise ContainerNotFound(f"container {name!r} not found")
-        return self.attrs
-
-    async def logs(self, name: str, tail: int = 200) -> list[str]:
-        if isinstance(self._logs, Exception):
-            raise self._logs
-        return self._logs[-tail:]
+@pytest.fixture
+async def hung_engine(silent_docker: SilentDocker) -> AsyncIterator[DockerEngine]:
+    """A ``DockerEngine`` on a socket that never answers, with a timeout far beyond the tests' bounds."""
+    engine = DockerEngine(silent_docker.url, timeout=10.0)
+    yield engine
+    await engine.close()
 
 
 async def test_collect_without_docker_has_checks_and_host(tmp_path: Path) -> None:
@@ -375,7 +394,10 @@ async def test_collect_without_docker_has_checks_and_host(tmp_path: Path) -> Non
     assert [d["path"] for d in host["disk"]] == ["/", str(tmp_path)]
 
 
-async def test_collect_validates_against_the_published_schema(tmp_path: Path) -> None:
+@pytest.mark.docker
+async def test_collect_validates_against_the_published_schema(
+    docker_engine: DockerEngine, api_container: str, collectors: Callable[..., EvidenceCollector]
+) -> None:
     """The bundle is what webhook receivers were promised (``$defs.evidence`` of the v1 schema)."""
     from jsonschema import Draft202012Validator
 
@@ -383,65 +405,86 @@ async def test_collect_validates_against_the_published_schema(tmp_path: Path) ->
     schema = json.loads(schema_path.read_text())
     validator = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/evidence"})
     failing = http_failure("boom", {"Content-Type": "text/plain"})
-    collector = EvidenceCollector(FixedDocker(inspect_attrs(), list(LOGS)), tmp_path)  # type: ignore[arg-type]
+    collector = collectors(docker_engine, time_bound=10.0)
 
-    bundle = await collector.collect(phase="opened", history=[failing], failing=failing, container="api")
+    bundle = await collector.collect(phase="opened", history=[failing], failing=failing, container=api_container)
 
+    assert bundle["container"]["state"]["health"]["log"], "the health part is validated too"
     errors = [e.message for e in validator.iter_errors(dict(bundle, url="http://127.0.0.1:9810/x"))]
     assert errors == []
 
 
-async def test_collect_masks_container_env_secrets_everywhere(tmp_path: Path) -> None:
+@pytest.mark.docker
+async def test_collect_masks_container_env_secrets_everywhere(
+    docker_engine: DockerEngine, api_container: str, collectors: Callable[..., EvidenceCollector]
+) -> None:
     """Secret env values and extra secrets are masked in logs, health output, body and messages."""
     failing = http_failure(
         f"env says {SECRET}; hook whsec_c2VjcmV0",
         {"Content-Type": "text/plain", "X-Echo": "whsec_c2VjcmV0"},
         message=f"HTTP 500 from http://127.0.0.1/?sig={SECRET}",
     )
-    collector = EvidenceCollector(FixedDocker(inspect_attrs(), list(LOGS)), tmp_path)  # type: ignore[arg-type]
+    collector = collectors(docker_engine, time_bound=10.0)
 
     bundle = await collector.collect(
-        phase="opened", history=[failing], failing=failing, container="api", extra_secrets=["whsec_c2VjcmV0"]
-    )
+        phase="opened", history=[failing], failing=failing, container=api_container,
+        extra_secrets=["whsec_c2VjcmV0"],
+    )  # fmt: skip
 
     dumped = json.dumps(bundle)
     for secret in (SECRET, "hunter2-db", "whsec_c2VjcmV0"):
         assert secret not in dumped
     assert bundle["response"]["body"] == f"env says {REDACTED}; hook {REDACTED}"
-    assert bundle["container"]["logs"][1].endswith(f"auth header is {REDACTED}")
-    probe = bundle["container"]["state"]["health"]["log"][1]
-    assert probe["output"].startswith(f"GET /health with token {REDACTED}")
+    assert bundle["checks"][0]["message"] == f"HTTP 500 from http://127.0.0.1/?sig={REDACTED}"
+    logs = bundle["container"]["logs"]
+    assert logs[1].endswith(f"auth header is {REDACTED}")
+    assert logs[2].endswith(f"(password {REDACTED} rejected)")
+    probe = bundle["container"]["state"]["health"]["log"][0]
+    assert probe["output"] == f"GET /health with token {REDACTED}: 503 Service Unavailable"
 
 
-async def test_collect_reports_a_missing_container_as_its_error(tmp_path: Path) -> None:
-    collector = EvidenceCollector(FixedDocker(None, []), tmp_path)  # type: ignore[arg-type]
-    bundle = await collector.collect(phase="resolved", history=[], failing=None, container="ghost")
-    assert bundle["container"] == {"name": "ghost", "error": "container 'ghost' not found"}
+@pytest.mark.docker
+async def test_collect_reports_a_missing_container_as_its_error(
+    docker_engine: DockerEngine, collectors: Callable[..., EvidenceCollector]
+) -> None:
+    name = unique("ghost")
+    collector = collectors(docker_engine, time_bound=10.0)
+    bundle = await collector.collect(phase="resolved", history=[], failing=None, container=name)
+    assert bundle["container"] == {"name": name, "error": f"container '{name}' not found"}
     assert bundle["phase"] == "resolved"
     assert "hostname" in bundle["host"]
 
 
-async def test_collect_keeps_container_state_when_only_logs_fail(tmp_path: Path) -> None:
-    docker = FixedDocker(inspect_attrs(), OSError("log driver none"))
-    collector = EvidenceCollector(docker, tmp_path)  # type: ignore[arg-type]
-    bundle = await collector.collect(phase="opened", history=[], failing=None, container="api")
+@pytest.mark.docker
+async def test_collect_keeps_container_state_when_only_logs_fail(
+    docker_engine: DockerEngine, run_container: RunContainer, collectors: Callable[..., EvidenceCollector]
+) -> None:
+    """A container that logs to the "none" driver has no logs to read; its state still arrives."""
+    name = unique("nolog")
+    run_container(name, log_config={"type": "none"})
+    collector = collectors(docker_engine, time_bound=10.0)
+    bundle = await collector.collect(phase="opened", history=[], failing=None, container=name)
     assert bundle["container"]["state"]["status"] == "running"
     assert bundle["container"]["logs"] == []
-    assert bundle["container"]["logs_error"] == "OSError: log driver none"
+    assert bundle["container"]["logs_error"] == "Docker error: configured logging driver does not support reading"
 
 
-async def test_collect_with_docker_but_no_container_tied(tmp_path: Path) -> None:
-    docker = SilentDocker()
-    collector = EvidenceCollector(docker, tmp_path)  # type: ignore[arg-type]
+@pytest.mark.docker
+async def test_collect_with_docker_but_no_container_tied(
+    docker_engine: DockerEngine, collectors: Callable[..., EvidenceCollector]
+) -> None:
+    """A check without a container asks Docker nothing."""
+    collector = collectors(docker_engine)
     bundle = await collector.collect(phase="opened", history=[], failing=None, container=None)
     assert bundle["container"] is None
-    assert docker.calls == []
+    assert docker_engine.reachable is None, "the engine was never called"
 
 
-async def test_collect_returns_within_time_bound_when_docker_hangs(tmp_path: Path) -> None:
+async def test_collect_returns_within_time_bound_when_docker_hangs(
+    silent_docker: SilentDocker, hung_engine: DockerEngine, collectors: Callable[..., EvidenceCollector]
+) -> None:
     """A hung Docker costs one section, not the bundle, and no more than the time bound."""
-    docker = SilentDocker()
-    collector = EvidenceCollector(docker, tmp_path, time_bound=0.3)  # type: ignore[arg-type]
+    collector = collectors(hung_engine, time_bound=0.3)
     history = [result(False, T0, "HTTP 500")]
 
     started = time.monotonic()
@@ -449,7 +492,7 @@ async def test_collect_returns_within_time_bound_when_docker_hangs(tmp_path: Pat
     elapsed = time.monotonic() - started
 
     assert 0.3 <= elapsed < 1.0
-    assert docker.calls == ["inspect api", "logs api 200"]
+    assert silent_docker.connected.is_set(), "the engine was asked"
     assert bundle["container"] == {"name": "api", "error": "timed out after 300ms"}
     assert "hostname" in bundle["host"]
     assert bundle["checks"][0]["message"] == "HTTP 500"
@@ -472,37 +515,34 @@ async def test_collect_bounds_a_slow_host_section(tmp_path: Path) -> None:
     assert bundle["checks"] == []
 
 
+async def test_collections_beyond_the_cap_queue(
+    hung_engine: DockerEngine, collectors: Callable[..., EvidenceCollector]
+) -> None:
+    """A mass outage queues bundles: at most ``max_concurrent`` collect at once, then the rest.
 
-async def test_collections_beyond_the_cap_queue(tmp_path: Path) -> None:
-    """A mass outage queues bundles: at most ``max_concurrent`` collect at once, then the rest."""
+    Docker hangs, so each collection holds its slot for the whole time bound: five with two
+    slots take three rounds.
+    """
+    bound = 0.3
+    collector = collectors(hung_engine, time_bound=bound, max_concurrent=2)
+    started = time.monotonic()
+    runs = [
+        asyncio.create_task(collector.collect(phase="opened", history=[], failing=None, container=f"c{i}"))
+        for i in range(5)
+    ]
 
-    class GatedDocker(FixedDocker):
-        def __init__(self) -> None:
-            super().__init__(inspect_attrs(), list(LOGS))
-            self.gate = asyncio.Event()
-            self.inspecting: list[str] = []
+    await wait_until(lambda: collector.collecting + collector.queued == 5, 1.0, "five collections under way")
+    assert (collector.collecting, collector.queued) == (2, 3)
+    await wait_until(lambda: (collector.collecting, collector.queued) == (2, 1), 2 * bound, "the second round")
+    await wait_until(lambda: (collector.collecting, collector.queued) == (1, 0), 2 * bound, "the third round")
+    bundles = await asyncio.wait_for(asyncio.gather(*runs), 2 * bound)
+    elapsed = time.monotonic() - started
 
-        async def inspect(self, name: str) -> dict[str, Any]:
-            self.inspecting.append(name)
-            await self.gate.wait()
-            return await super().inspect(name)
-
-    docker = GatedDocker()
-    collector = EvidenceCollector(docker, tmp_path, max_concurrent=2)  # type: ignore[arg-type]
-    try:
-        runs = [
-            asyncio.create_task(collector.collect(phase="opened", history=[], failing=None, container=f"c{i}"))
-            for i in range(5)
-        ]
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert docker.inspecting == ["c0", "c1"]
-        docker.gate.set()
-        bundles = await asyncio.gather(*runs)
-    finally:
-        collector.close()
-    assert sorted(docker.inspecting) == [f"c{i}" for i in range(5)]
-    assert all(b["container"]["state"] for b in bundles)
+    assert (collector.collecting, collector.queued) == (0, 0)
+    assert [b["container"] for b in bundles] == [
+        {"name": f"c{i}", "error": "timed out after 300ms"} for i in range(5)
+    ]
+    assert 3 * bound <= elapsed < 3 * bound + 1.0
 
 
 async def test_host_snapshots_run_on_the_collectors_own_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -530,28 +570,29 @@ async def test_host_snapshots_run_on_the_collectors_own_threads(tmp_path: Path, 
 
 
 @pytest.mark.docker
-async def test_collect_from_a_real_container(docker_url: str, run_container, tmp_path: Path) -> None:
-    """End to end: a container that prints its own token yields a bundle without the token."""
-    name = f"lg-evidence-{uuid.uuid4().hex[:8]}"
-    run_container(
-        name,
-        ["sh", "-c", 'echo "booting with $API_TOKEN"; echo ready; trap "exit 0" TERM; sleep 3600 & wait'],
-        environment={"API_TOKEN": SECRET, "LOG_LEVEL": "debug"},
-    )
-    engine = DockerEngine(docker_url, timeout=10.0)
-    collector = EvidenceCollector(engine, tmp_path, time_bound=10.0)
-    try:
-        deadline = time.monotonic() + 15
-        while len(await engine.logs(name)) < 2:  # the container's echo is asynchronous to us
-            assert time.monotonic() < deadline, "container never logged"
-            await asyncio.sleep(0.05)
-        bundle = await collector.collect(phase="opened", history=[], failing=None, container=name)
-    finally:
-        await engine.close()
+async def test_collect_from_a_real_container(
+    docker_engine: DockerEngine, api_container: str, collectors: Callable[..., EvidenceCollector]
+) -> None:
+    """End to end: identity, state, health and logs of a live container, in the bundle's names."""
+    attrs = await docker_engine.inspect(api_container)
+    collector = collectors(docker_engine, time_bound=10.0)
+
+    bundle = await collector.collect(phase="opened", history=[], failing=None, container=api_container)
 
     container = bundle["container"]
-    assert container["name"] == name
+    assert container["name"] == api_container
+    assert container["id"] == attrs["Id"][:12]
+    assert container["image"] == TEST_IMAGE
     assert container["state"]["running"] is True
+    assert container["state"]["finished_at"] is None
     assert ISO_MS.match(container["state"]["started_at"])
-    assert [line.split(" ", 1)[1] for line in container["logs"]] == [f"booting with {REDACTED}", "ready"]
-    assert SECRET not in json.dumps(bundle)
+    health = container["state"]["health"]
+    assert health["status"] in ("starting", "unhealthy")
+    assert health["log"][0]["exit_code"] == 1
+    assert ISO_MS.match(health["log"][0]["start"]) and ISO_MS.match(health["log"][0]["end"])
+    assert [line.split(" ", 1)[1] for line in container["logs"]] == [
+        "starting server on 127.0.0.1:8080",
+        f"debug: outbound auth header is {REDACTED}",
+        f"error: db connect failed (password {REDACTED} rejected)",
+    ]
+    assert "AUTH_ENABLED" not in json.dumps(bundle), "the environment is never copied"
