@@ -19,7 +19,6 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,13 +34,14 @@ __all__ = ["Change", "OutboxItem", "ResultRow", "Store", "migrations", "new_id"]
 
 T = TypeVar("T")
 
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"  # shipped as package data
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(number, file name, SQL) of every migration shipped in the package, in order."""
     found = []
-    for entry in resources.files("agent.store").joinpath("migrations").iterdir():
+    for entry in _MIGRATIONS.iterdir():
         match = _MIGRATION_FILE.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
