@@ -114,6 +114,19 @@ class _Health:
         return found
 
 
+def _release_startup_memory() -> None:
+    """Hand back to the OS what loading the config and starting left free (pydantic's schema
+    building, the YAML tree): collected, then trimmed from glibc's heap. Worth ~1 MB of idle RSS."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: glibc's, where it is glibc
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
+
+
 class Daemon:
     def __init__(self, config: Config, *, heal: bool | None = None) -> None:
         self.config = config
@@ -170,6 +183,7 @@ class Daemon:
             started = False
             log.error("daemon.start_failed", error=str(exc), exc_info=self.supervisor.failure is None)
         if started:
+            _release_startup_memory()
             cfg = self.config
             log.info(
                 "daemon.started",
