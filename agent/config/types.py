@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 from pydantic.fields import FieldInfo
@@ -200,7 +200,7 @@ Name = Annotated[str, AfterValidator(_name)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_at_least_1)]
 Port = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_port_range)]
-Severity = Annotated[Literal["critical", "high", "medium", "low"], BeforeValidator(_severity)]
+Severity = Annotated[str, BeforeValidator(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
