@@ -3,9 +3,14 @@
 Events are already in SQLite, as data (``Store.apply`` wrote them with the change that caused
 them). At an event's first attempt its notifier renders it (``Notifier.render``) with the evidence
 known by then, and the outbox keeps those bytes: every retry sends the same body.
-One worker per notifier sends what is due, first in line per incident, so a slow or dead
-notifier never delays another, and one incident's retries never hold back another's events.
+One worker per notifier sends what is due, first in line per incident, each delivery in its own
+task: the worker takes newly due events of other incidents while one delivery hangs, so a slow or
+dead notifier never delays another, and one incident's retries never hold back another's events.
 Each attempt's outcome and the next attempt's time are stored, so a restart keeps the schedule.
+Whatever goes wrong around an attempt (a hook or a notifier that raises, a store that refuses to
+record the outcome: a full disk, a database locked by another process) is logged as
+``delivery.error`` and backed off like a failed attempt, never retried in a loop: an outcome the
+store refused is kept in memory and written again later, and its event is not sent meanwhile.
 Backoff is tenacity's exponential-with-jitter, used as a calculator: the schedule is ours to
 persist, the arithmetic is theirs.
 """
@@ -16,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -30,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = structlog.get_logger("lifeguard.outbox")
 
 Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
+
+MAX_IN_FLIGHT = 50  # deliveries one notifier has under way at once (at most one per incident)
+IDLE_WAIT = 60.0  # the longest a worker sleeps without looking at the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,8 @@ class Outbox:
         self._wake = {name: asyncio.Event() for name in notifiers}
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._running: dict[str, dict[int, asyncio.Task[None]]] = {name: {} for name in notifiers}
+        self._held: dict[str, dict[int, _Held]] = {name: {} for name in notifiers}
         self._stopping = False
 
     def wake(self) -> None:
@@ -88,7 +98,10 @@ class Outbox:
         """Stop taking work, give in-flight deliveries ``grace`` seconds, cancel the rest.
 
         A cancelled attempt is not recorded: its event stays pending and is sent after the next
-        start (at least once)."""
+        start (at least once). Outcomes the store refused so far get one more write within the
+        grace; any still unwritten are sent again after the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self._stopping = True
         self.wake()
         if self._in_flight:
@@ -102,62 +115,164 @@ class Outbox:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if any(held.outcome for by_id in self._held.values() for held in by_id.values()):
+            last = asyncio.create_task(self._write_held(force=True))
+            done, _ = await asyncio.wait({last}, timeout=max(0.0, deadline - loop.time()))
+            if not done:
+                last.cancel()
+                await asyncio.gather(last, return_exceptions=True)
         for notifier in self.notifiers.values():
             await notifier.close()
 
+    # -- the worker: takes what is due, never waits for a delivery to finish ------------------
     async def _worker(self, name: str) -> None:
         wake = self._wake[name]
+        failures = 0
         while not self._stopping:
             wake.clear()
-            items = await self.store.run(self.store.outbox.due, name, self.clock())
-            if items and not self._stopping:
-                batch = [asyncio.create_task(self._deliver(self.notifiers[name], i)) for i in items]
-                self._in_flight.update(batch)
-                try:
-                    await asyncio.gather(*batch, return_exceptions=True)
-                finally:
-                    self._in_flight.difference_update(batch)
-                continue
-            next_at = await self.store.run(self.store.outbox.next_due_at, name)
-            timeout = 60.0 if next_at is None else min(60.0, max(0.0, next_at - self.clock()))
             try:
+                timeout = await self._pass(name)
+                failures = 0
+            except Exception as exc:  # the queue itself could not be read: look again later, not at once
+                failures += 1
+                timeout = backoff(failures, self.policy)
+                log.error(
+                    "delivery.error", notifier=name, stage="queue", error=_describe(exc), retry_in_s=round(timeout, 2)
+                )
+            try:  # stop() sets the wake-up too
                 async with asyncio.timeout(timeout):
                     await wake.wait()
             except TimeoutError:
                 pass
 
+    async def _pass(self, name: str) -> float:
+        """Start a delivery for each due event; returns how long to sleep unless woken."""
+        await self._write_held(name)
+        running, held = self._running[name], self._held[name]
+        room = MAX_IN_FLIGHT - len(running)
+        if room <= 0:
+            return IDLE_WAIT  # a finishing delivery wakes the worker
+        items = await self.store.run(self.store.outbox.due, name, self.clock(), [*running, *held], room)
+        for item in items:
+            if self._stopping:
+                return 0.0
+            self._launch(name, item)
+        if len(items) == room:
+            return IDLE_WAIT
+        next_at = await self.store.run(self.store.outbox.next_due_at, name, [*running, *held])
+        times = [t for t in (next_at, *(h.until for h in held.values())) if t is not None]
+        return IDLE_WAIT if not times else min(IDLE_WAIT, max(0.0, min(times) - self.clock()))
+
+    def _launch(self, name: str, item: OutboxItem) -> None:
+        running = self._running[name]
+        task = asyncio.create_task(self._deliver(self.notifiers[name], item), name=f"delivery:{name}:{item.id}")
+        running[item.id] = task
+        self._in_flight.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.pop(item.id, None)
+            self._in_flight.discard(task)
+            self._wake[name].set()  # the next event of this incident may be first in line now
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # _deliver catches everything; should it fail all the same, the event is held back too
+                delay = backoff(1, self.policy)
+                self._held[name][item.id] = _Held(item, None, 1, self.clock() + delay)
+                self._bound(name, item).error(
+                    "delivery.error", stage="deliver", error=_describe(exc), retry_in_s=round(delay, 2)
+                )
+
+        task.add_done_callback(done)
+
+    # -- one delivery: an attempt, then its outcome recorded ----------------------------------
     async def _deliver(self, notifier: AnyNotifier, item: OutboxItem) -> None:
-        bound = log.bind(
-            incident_id=item.incident_id,
-            event=item.event.kind,
-            event_id=item.event_id,
-            notifier=notifier.name,
-            attempt=item.attempts + 1,
-        )
+        try:
+            outcome = await self._attempt(notifier, item)
+        except Exception as exc:  # a part that should not raise did: a failed attempt all the same
+            self._bound(notifier.name, item).error("delivery.error", stage="attempt", error=_describe(exc))
+            outcome = self._failed(notifier, item, self.clock(), f"error: {_describe(exc)}")
+        await self._record(notifier.name, item, outcome, failures=0)
+
+    async def _attempt(self, notifier: AnyNotifier, item: OutboxItem) -> _Outcome:
         try:
             body = item.body if item.body is not None else await self._first_body(notifier, item)
         except _RenderFailed as exc:  # a notifier that cannot render this event never will: dead, not a loop
-            reason = str(exc)
-            await self.store.run(self.store.outbox.mark_dead, item, reason)
-            bound.error("delivery.dead", detail=reason)
-            return
+            return _Outcome("dead", str(exc), self.clock())
         result: Delivery = await notifier.send(item.event_id, body)
         now = self.clock()
         if result.outcome == "delivered":
-            await self.store.run(self.store.outbox.mark_delivered, item, now, result.detail)
-            bound.info("delivery.delivered", detail=result.detail)
-            return
-        give_up_after = notifier.config.give_up_after
-        if result.outcome == "dead" or now - item.created_at >= give_up_after:
-            reason = result.detail if result.outcome == "dead" else f"gave up: {result.detail}"
-            await self.store.run(self.store.outbox.mark_dead, item, reason)
-            bound.error("delivery.dead", detail=reason)
-            return
+            return _Outcome("delivered", result.detail, now)
+        dead = result.outcome == "dead"
+        return self._failed(notifier, item, now, result.detail, dead=dead, retry_after=result.retry_after)
+
+    def _failed(
+        self,
+        notifier: AnyNotifier,
+        item: OutboxItem,
+        now: float,
+        detail: str,
+        *,
+        dead: bool = False,
+        retry_after: float | None = None,
+    ) -> _Outcome:
+        if dead:
+            return _Outcome("dead", detail, now)
+        if now - item.created_at >= notifier.config.give_up_after:
+            return _Outcome("dead", f"gave up: {detail}", now)
         delay = backoff(item.attempts + 1, self.policy)
-        if result.retry_after is not None:
-            delay = min(self.policy.retry_max, max(delay, result.retry_after))
-        await self.store.run(self.store.outbox.mark_retry, item, now + delay, result.detail)
-        bound.warning("delivery.retry", detail=result.detail, retry_in_s=round(delay, 2))
+        if retry_after is not None:
+            delay = min(self.policy.retry_max, max(delay, retry_after))
+        return _Outcome("retry", detail, now, delay)
+
+    async def _record(self, name: str, item: OutboxItem, outcome: _Outcome, failures: int) -> None:
+        """Store the outcome and log it; if the store refuses, hold it in memory and write it later."""
+        bound = self._bound(name, item)
+        outbox = self.store.outbox
+        try:
+            if outcome.status == "delivered":
+                await self.store.run(outbox.mark_delivered, item, outcome.at, outcome.detail)
+            elif outcome.status == "retry":
+                await self.store.run(outbox.mark_retry, item, outcome.at + outcome.retry_in, outcome.detail)
+            else:
+                await self.store.run(outbox.mark_dead, item, outcome.detail)
+        except Exception as exc:
+            delay = backoff(failures + 1, self.policy)
+            self._held[name][item.id] = _Held(item, outcome, failures + 1, self.clock() + delay)
+            bound.error(
+                "delivery.error",
+                stage="record",
+                outcome=outcome.status,
+                detail=outcome.detail,
+                error=_describe(exc),
+                retry_in_s=round(delay, 2),
+            )
+            return
+        if outcome.status == "delivered":
+            bound.info("delivery.delivered", detail=outcome.detail)
+        elif outcome.status == "retry":
+            bound.warning("delivery.retry", detail=outcome.detail, retry_in_s=round(outcome.retry_in, 2))
+        else:
+            bound.error("delivery.dead", detail=outcome.detail)
+
+    async def _write_held(self, name: str | None = None, *, force: bool = False) -> None:
+        """Write the outcomes the store refused once their backoff is over (all of them now, if ``force``)."""
+        now = self.clock()
+        for notifier in [name] if name else list(self._held):
+            held = self._held[notifier]
+            for item_id, entry in list(held.items()):
+                if entry.until > now and not force:
+                    continue
+                del held[item_id]  # taken out first: a write cancelled half-way is not made twice
+                if entry.outcome is not None:
+                    await self._record(notifier, entry.item, entry.outcome, entry.failures)
+
+    def _bound(self, name: str, item: OutboxItem) -> Any:
+        return log.bind(
+            incident_id=item.incident_id,
+            event=item.event.kind,
+            event_id=item.event_id,
+            notifier=name,
+            attempt=item.attempts + 1,
+        )
 
     async def _first_body(self, notifier: AnyNotifier, item: OutboxItem) -> bytes:
         phase = EVIDENCE_PHASE.get(item.event.kind)
@@ -178,6 +293,30 @@ class Outbox:
         except Exception as exc:
             raise _RenderFailed(f"cannot render the event: {type(exc).__name__}: {exc}"[:240]) from exc
         return await self.store.run(self.store.outbox.freeze_body, item.id, body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one attempt came to, as the store is to remember it."""
+
+    status: Literal["delivered", "retry", "dead"]
+    detail: str
+    at: float
+    retry_in: float = 0.0  # "retry": seconds from ``at`` to the next attempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A delivery kept out of the queue until ``until``, with the outcome the store still owes (if any)."""
+
+    item: OutboxItem
+    outcome: _Outcome | None
+    failures: int  # store writes refused so far: the backoff grows with them
+    until: float
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:240]
 
 
 class _RenderFailed(Exception):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from actions.notifiers import build_notifier
 from actions.notifiers.webhook import WebhookNotifierConfig
@@ -56,7 +58,7 @@ async def session() -> aiohttp.ClientSession:
 
 
 def notifier(name: str, url: str, session: aiohttp.ClientSession, **extra):
-    cfg = WebhookNotifierConfig(name=name, type="webhook", url=url, secret=SECRET, timeout="1s", **extra)
+    cfg = WebhookNotifierConfig(name=name, type="webhook", url=url, secret=SECRET, **{"timeout": "1s", **extra})
     return build_notifier(cfg, lambda: session)
 
 
@@ -210,3 +212,131 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 1 <= waits[0] <= 2
     assert 8 <= waits[3] <= 9
     assert max(waits) <= 300 and waits[-1] == 300
+
+
+class Held(Scripted):
+    """Answers 200, but holds requests the test chooses until it lets them go; counts each event id."""
+
+    def __init__(self, hold) -> None:
+        super().__init__()
+        self.hold = hold  # (request number, parsed body) -> the event to wait for, or None
+        self.holding = asyncio.Event()  # set while a request is held
+        self.ids: list[str] = []
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.ids.append(request.headers["webhook-id"])
+        gate = self.hold(len(self.ids), json.loads(body))
+        if gate is not None:
+            self.holding.set()
+            await gate.wait()
+        self.got.append((200, dict(request.headers), body))
+        return web.Response(status=200)
+
+
+async def test_a_store_that_refuses_to_record_a_delivery_is_backed_off_not_a_resend_storm(tmp_path, session) -> None:
+    """The receiver takes the event while another process locks the database: logged, retried with backoff."""
+    store = Store(tmp_path / "lifeguard.db", agent_info={"name": "t", "version": "0.1.0"}, busy_timeout=0.05)
+    await store.run(store.open)
+    go = asyncio.Event()
+    rx = Held(lambda n, body: go if n == 1 else None)
+    await rx.start()
+    await incident_with_events(store, 2)
+    box = make_outbox(store, {"ops": notifier("ops", rx.url, session)})
+    locker = sqlite3.connect(tmp_path / "lifeguard.db", isolation_level=None, timeout=5)
+    try:
+        with capture_logs() as logs:
+            box.start()
+            await asyncio.wait_for(rx.holding.wait(), 5)
+            locker.execute("BEGIN EXCLUSIVE")  # the first attempt is at the receiver: now the store refuses writes
+            go.set()
+            await asyncio.sleep(1.5)  # a storm is a rate: count what the receiver gets over a window
+            during = list(rx.ids)
+            locker.execute("ROLLBACK")
+            rows = await rows_when(store, lambda rows: [r["status"] for r in rows] == ["delivered"] * 2)
+        errors = [e for e in logs if e["event"] == "delivery.error"]
+    finally:
+        locker.close()
+        await box.stop()
+        await rx.stop()
+        await store.aclose()
+    first = during[0]
+    assert during.count(first) <= 3, f"the same event sent {during.count(first)} times in 1.5 s"
+    assert errors and all(e["log_level"] == "error" and "locked" in e["error"] for e in errors)
+    assert errors[0]["retry_in_s"] > 0
+    assert rx.ids.count(first) == 1, "an outcome the store refused is written again, not sent again"
+    assert [json.loads(b)["sequence"] for _, _, b in rx.got][-1] == 2
+    assert [r["sequence"] for r in rows] == [1, 2]
+
+
+async def test_a_hanging_delivery_of_one_incident_does_not_delay_another_incidents_events(store, session) -> None:
+    """alpha's receiver hangs up to the notifier's timeout; beta's events, written meanwhile, arrive at once."""
+    hang = asyncio.Event()  # never set: alpha's delivery hangs until the notifier gives up or the test stops
+    rx = Held(lambda n, body: hang if body["incident"]["check"] == "alpha" else None)
+    await rx.start()
+    await incident_with_events(store, 2, incident_id="inc_00000000000a1f", check="alpha", at=time.time() - 2)
+    box = make_outbox(store, {"ops": notifier("ops", rx.url, session, timeout="6s")})
+    box.start()
+    try:
+        await asyncio.wait_for(rx.holding.wait(), 5)  # alpha's first event hangs at the receiver
+        written = time.monotonic()
+        await incident_with_events(store, 2, incident_id="inc_00000000000b2e", check="beta", at=time.time() - 2)
+        box.wake()
+        await wait_until(lambda: len(rx.delivered()) == 2, 6, "beta's two events")
+        waited = time.monotonic() - written
+    finally:
+        await box.stop(grace=0.1)  # alpha's attempt is still hanging: cancelled, not recorded
+        await rx.stop()
+    assert waited < 3.0, f"beta's events waited {waited:.2f} s behind alpha's hanging delivery"
+    assert [(e["incident"]["check"], e["sequence"]) for e in rx.delivered()] == [("beta", 1), ("beta", 2)]
+    rows = {(r["incident_id"][-4:], r["sequence"]): r for r in await store.run(store.outbox.rows)}
+    assert rx.ids.count(rows[("0a1f", 1)]["event_id"]) == 1  # one in-flight delivery per incident
+    assert rows[("0a1f", 2)]["event_id"] not in rx.ids  # alpha's second waits behind its first
+    assert (rows[("0a1f", 1)]["status"], rows[("0a1f", 1)]["attempts"]) == ("pending", 0)
+
+
+async def test_a_hook_that_raises_is_a_failed_attempt_logged_and_backed_off(store, session) -> None:
+    rx = Scripted()
+    await rx.start()
+    await incident_with_events(store, 1)
+    calls = []
+
+    async def evidence_ready(incident_id: str, phase: str) -> None:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise RuntimeError("evidence store unreachable")
+
+    box = make_outbox(store, {"ops": notifier("ops", rx.url, session)}, evidence_ready=evidence_ready)
+    with capture_logs() as logs:
+        box.start()
+        try:
+            await wait_until(lambda: rx.delivered(), 5, "the delivery")
+            rows = await rows_when(store, lambda rows: rows[0]["status"] == "delivered")
+        finally:
+            await box.stop()
+            await rx.stop()
+    errors = [e for e in logs if e["event"] == "delivery.error"]
+    assert [(e["stage"], e["error"]) for e in errors] == [("attempt", "RuntimeError: evidence store unreachable")] * 2
+    assert [e["detail"] for e in logs if e["event"] == "delivery.retry"] == [
+        "error: RuntimeError: evidence store unreachable"] * 2
+    assert len(calls) == 3 and rows[0]["attempts"] == 3
+    assert calls[1] - calls[0] >= FAST.retry_initial * 0.9  # backed off, not looped
+
+
+async def test_stop_gives_an_in_flight_delivery_its_grace_and_records_it(store, session) -> None:
+    go = asyncio.Event()
+    rx = Held(lambda n, body: go)
+    await rx.start()
+    await incident_with_events(store, 1)
+    box = make_outbox(store, {"ops": notifier("ops", rx.url, session)})
+    box.start()
+    try:
+        await asyncio.wait_for(rx.holding.wait(), 5)
+        stopping = asyncio.create_task(box.stop(grace=5))
+        await asyncio.sleep(0)  # the stop has begun: no new work, the delivery under way gets the grace
+        go.set()
+        await asyncio.wait_for(stopping, 10)
+    finally:
+        await rx.stop()
+    rows = await store.run(store.outbox.rows)
+    assert (rows[0]["status"], rows[0]["attempts"]) == ("delivered", 1)

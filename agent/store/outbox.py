@@ -6,7 +6,8 @@ incident reach each notifier in order, while other incidents' events pass it by.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ FIRST_IN_LINE = """NOT EXISTS (
     SELECT 1 FROM outbox AS p
     WHERE p.notifier = o.notifier AND p.incident_id = o.incident_id
       AND p.status = 'pending' AND p.sequence < o.sequence)"""
+NOT_EXCLUDED = "o.id NOT IN (SELECT value FROM json_each(?))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +54,19 @@ class OutboxRepo(Repo):
             [(event_id, n, incident_id, sequence, at, at) for n in notifiers],
         )
 
-    def due(self, notifier: str, now: float, limit: int = 50) -> list[OutboxItem]:
-        """Pending deliveries whose time has come and that are first in line for their incident."""
+    def due(self, notifier: str, now: float, exclude: Collection[int] = (), limit: int = 50) -> list[OutboxItem]:
+        """Pending deliveries whose time has come and that are first in line for their incident.
+
+        ``exclude``: deliveries the caller already has in hand (under way, or held back in memory)."""
         rows = self.db.execute(
             f"""
             SELECT o.id AS delivery_id, o.notifier, o.body, o.attempts, o.created_at, e.*
             FROM outbox AS o JOIN events AS e ON e.id = o.event_id
             WHERE o.notifier = ? AND o.status = 'pending' AND o.next_attempt_at <= ? AND {FIRST_IN_LINE}
+              AND {NOT_EXCLUDED}
             ORDER BY o.next_attempt_at, o.id LIMIT ?
             """,
-            (notifier, now, limit),
+            (notifier, now, json.dumps(list(exclude)), limit),
         ).fetchall()
         return [
             OutboxItem(
@@ -75,12 +80,12 @@ class OutboxRepo(Repo):
             for r in rows
         ]
 
-    def next_due_at(self, notifier: str) -> float | None:
-        """When the first delivery that is first in line for its incident comes due."""
+    def next_due_at(self, notifier: str, exclude: Collection[int] = ()) -> float | None:
+        """When the first delivery that is first in line for its incident (and not excluded) comes due."""
         row = self.db.execute(
             f"SELECT MIN(o.next_attempt_at) FROM outbox AS o"
-            f" WHERE o.notifier = ? AND o.status = 'pending' AND {FIRST_IN_LINE}",
-            (notifier,),
+            f" WHERE o.notifier = ? AND o.status = 'pending' AND {FIRST_IN_LINE} AND {NOT_EXCLUDED}",
+            (notifier, json.dumps(list(exclude))),
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
