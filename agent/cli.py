@@ -126,11 +126,15 @@ async def _once(config: Config) -> int:
         await context.close()
         if docker is not None:
             await docker.close()
+    from agent.plugins import secret_values
+    from agent.redact import value_masker
+
+    mask = value_masker(secret_values(config))  # as the engine masks every message it keeps
     rows = [("CHECK", "TYPE", "TARGET", "STATUS", "LATENCY", "MESSAGE")]
     for check, r in zip(checks, results, strict=True):
         rows.append(
             (check.name, check.config.type, check.target, "ok" if r.ok else "FAILING",
-             f"{r.latency * 1000:.0f}ms", r.message)
+             f"{r.latency * 1000:.0f}ms", mask(r.message))
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:

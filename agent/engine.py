@@ -21,6 +21,7 @@ import structlog
 
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
+from agent.redact import value_masker
 from agent.store import Change, ResultRow, Store, new_id
 from checks.base import CheckResult
 
@@ -114,6 +115,7 @@ class Engine:
         self.evidence = evidence
         self.on_events = on_events
         self.secrets = tuple(s for s in secrets if s)
+        self._mask = value_masker(self.secrets)
         self.clock = clock
         self.budget = HealBudget()
         self._unsaved: list[ResultRow] = []
@@ -160,6 +162,9 @@ class Engine:
 
     # -- results ---------------------------------------------------------------------------
     async def on_result(self, result: CheckResult) -> None:
+        # A message becomes a title, timeline entries, log lines and payloads: no configured secret.
+        if (message := self._mask(result.message)) != result.message:
+            result = replace(result, message=message)
         tracked = self.tracked[result.check]
         async with tracked.lock:
             previous = tracked.last

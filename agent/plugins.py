@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from agent.config.types import is_secret
+from agent.redact import url_secrets
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.config import Config
@@ -23,7 +24,8 @@ __all__ = ["needs", "secret_values"]
 
 def secret_values(config: Config) -> list[str]:
     """Every configured value that must never be shown: the API token, webhook secrets, header
-    values, and whatever else a plugin's model marks ``Secret``. Empty values are left out."""
+    values, the credentials inside any configured URL (user-info, token parameters), and whatever
+    else a plugin's model marks ``Secret``. Empty values are left out."""
     return list(dict.fromkeys(value for value in _secrets(config) if value))
 
 
@@ -40,7 +42,9 @@ def _secrets(model: BaseModel) -> Iterator[str]:
 
 
 def _secrets_below(value: object) -> Iterator[str]:
-    if isinstance(value, BaseModel):
+    if isinstance(value, str) and "://" in value:
+        yield from url_secrets(value)  # a URL's password or token, should it turn up on its own
+    elif isinstance(value, BaseModel):
         yield from _secrets(value)
     elif isinstance(value, (list, tuple)):
         for item in value:

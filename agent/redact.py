@@ -103,6 +103,32 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The credentials inside ``url``, to mask wherever they turn up on their own.
+
+    The user-info password (or the user name when there is no password: ``https://TOKEN@host``)
+    and the values of secret-named query and fragment parameters, each as written and decoded.
+    A service that echoes one of them back (in a body, an error) is masked like any configured
+    secret, not only where the whole URL appears.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found: dict[str, None] = {}  # ordered set
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and userinfo:
+        user, colon, password = userinfo.partition(":")
+        credential = password if colon and password else user
+        found.update(dict.fromkeys((credential, unquote_plus(credential))))
+    for params in (parts.query, parts.fragment):
+        for param in params.split("&"):
+            name, sep, value = param.partition("=")
+            if sep and value and is_secret_name(unquote_plus(name)):
+                found.update(dict.fromkeys((value, unquote_plus(value))))
+    return list(found)
+
+
 def redact_json(obj: Any, secret_values: Iterable[str] = ()) -> Any:
     """A deep copy of a JSON-like value with secret-named keys' values masked at any depth.
 

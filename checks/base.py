@@ -100,7 +100,12 @@ class Check(Generic[ConfigT]):
 
     @property
     def target(self) -> str:
-        """What the check probes, as shown in incidents (a URL, host:port, a container)."""
+        """What the check probes, as shown and stored (a URL, host:port, a container).
+
+        The shown form: it goes into incidents, payloads, the API and ``once``, so a check whose
+        config holds credentials (URL user-info, a token parameter) returns it redacted and
+        probes with the real value.
+        """
         raise NotImplementedError
 
     async def probe(self) -> Outcome:

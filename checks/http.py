@@ -18,6 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from agent.config import CheckConfigBase, ConfigModel
 from agent.config.types import HttpUrl, PositiveDuration, Secret, upper
 from agent.neterrors import describe_os_error
+from agent.redact import redact_url
 from checks.base import Check, CheckContext, Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,6 +90,8 @@ class HttpCheck(Check[HttpCheckConfig]):
         import aiohttp
 
         self._method: str = config.method.upper()
+        # Shown and stored everywhere (incidents, API, payloads): never the URL's credentials.
+        self._target = redact_url(config.url)
         self._headers: dict[str, str] | None = dict(config.headers) if config.headers else None
         self._ssl: bool = bool(config.verify_tls)
         # The check's own timeout (enforced by Check.run) is the only one: aiohttp's defaults
@@ -104,7 +107,7 @@ class HttpCheck(Check[HttpCheckConfig]):
 
     @property
     def target(self) -> str:
-        return self.config.url
+        return self._target
 
     async def probe(self) -> Outcome:
         import aiohttp

@@ -26,7 +26,7 @@ from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, Secret, empty_is_none
 from agent.durations import format_duration
 from agent.neterrors import describe_os_error
-from agent.redact import value_masker
+from agent.redact import url_secrets, value_masker
 from agent.signing import PREFIX as SECRET_PREFIX
 from agent.signing import decode_secret, sign_with_key
 
@@ -89,7 +89,7 @@ class WebhookNotifier(Notifier[WebhookNotifierConfig]):
         self._extra_headers: dict[str, str] = dict(config.headers)
         # Details are logged and stored, and a receiver may echo the request back in an error
         # body: mask what must stay private (URL tokens, auth headers, the secret itself).
-        private = [self._url, *self._extra_headers.values()]
+        private = [self._url, *url_secrets(self._url), *self._extra_headers.values()]
         if secret:
             private += [secret, secret.removeprefix(SECRET_PREFIX)]
         self._redact = value_masker(private)
