@@ -1,7 +1,8 @@
 """The ``lifeguard`` command: run, check-config, once, gen-secret.
 
-Exit codes: 0 fine; 1 a check failed (``once``); 2 the config is invalid (every error printed
-with its path).
+Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
+invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
+unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import stat
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
@@ -43,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[with_config], help="run the agent (the daemon)")
     run.add_argument("--no-heal", action="store_true", help="dry run every heal: record, never restart")
+    run.add_argument(
+        "--move-corrupt-db",
+        action="store_true",
+        help="if lifeguard.db is not a usable database, rename it lifeguard.db.corrupt-<time> and start anew",
+    )
     sub.add_parser("check-config", parents=[with_config], help="validate the config and exit")
     sub.add_parser("once", parents=[with_config], help="run every check once, print a table")
     sub.add_parser("gen-secret", parents=[common], help="print a new whsec_ webhook secret")
@@ -57,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(generate_secret())
         return EXIT_OK
-    config = _load(args.config)
-    if config is None:
+    loaded = _load(args.config)
+    if loaded is None:
         return EXIT_CONFIG
+    path, config = loaded
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
@@ -71,10 +80,33 @@ def main(argv: list[str] | None = None) -> int:
         lg.configure(level if args.log_level else "warning", stream=sys.stderr, secrets=secret_values(config))
         return asyncio.run(_once(config))
     lg.configure(level, secrets=secret_values(config))
+    _warn_if_secrets_exposed(path, secret_values(config))
     from agent.daemon import Daemon
 
-    code = asyncio.run(Daemon(config, heal=False if args.no_heal else None).run())
+    daemon = Daemon(config, heal=False if args.no_heal else None, move_corrupt_db=args.move_corrupt_db)
+    code = asyncio.run(daemon.run())
+    if daemon.refused is not None:
+        print(f"lifeguard: {daemon.refused}", file=sys.stderr)
     return _without_stuck_threads(code)
+
+
+def _warn_if_secrets_exposed(path: Path, secrets: list[str]) -> None:
+    """Warn when the config file spells out a secret and every user may read it."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    if not mode & stat.S_IROTH or not any(secret in text for secret in secrets):
+        return
+    import structlog
+
+    structlog.get_logger("lifeguard.config").warning(
+        "config.readable_by_others",
+        file=str(path),
+        mode=f"{mode:04o}",
+        fix=f"chmod 640 {path} (or 600), or move the secrets to the environment as ${{VAR}}",
+    )
 
 
 def _without_stuck_threads(code: int) -> int:
@@ -97,11 +129,12 @@ def _without_stuck_threads(code: int) -> int:
     os._exit(code)
 
 
-def _load(path: str | None) -> Config | None:
+def _load(path: str | None) -> tuple[Path, Config] | None:
     from agent.config import ConfigError, find_config, load_config
 
     try:
-        return load_config(find_config(path))
+        found = find_config(path)
+        return found, load_config(found)
     except ConfigError as exc:
         print(f"lifeguard: invalid config ({len(exc.errors)} error{'s' * (len(exc.errors) != 1)}):", file=sys.stderr)
         for line in exc.errors:

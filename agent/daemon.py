@@ -1,21 +1,27 @@
 """Wiring and lifecycle of ``lifeguard run``: the agent's parts under one supervisor.
 
-Start, in order: open the store → connect to Docker → restore open incidents → serve the API →
-start the outbox → (heals and evidence) → upkeep (results flush every second, pruning hourly) →
-the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
-under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
-the API → flush results → close the clients → close the database.
+Start, in order: open the store → start connecting to Docker (in the background: a Docker engine
+that never answers holds up nothing; container checks fail with "Docker unreachable" until it
+answers) → restore open incidents → serve the API → start the outbox → (heals and evidence) →
+upkeep (results flush every second, pruning hourly) → the scheduler. Stop is the reverse, each
+step bounded: stop scheduling → let heals and evidence under way finish (5 s) → give in-flight
+deliveries 5 s (the rest stay pending in SQLite) → close the API → flush results → close the
+clients → close the database.
 
-Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM while
-Docker is still being pinged ends the start early and exits 0 like any other stop. A second
+Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during
+the start ends it early and exits 0 like any other stop. A second
 SIGTERM/SIGINT exits at once with code 1 (``daemon.forced_exit``): everything already committed
 is kept, as after SIGKILL. A background task that crashes stops the agent in the same order and
-makes it exit 1, so systemd's ``Restart=on-failure`` brings it back.
+makes it exit 1, so systemd's ``Restart=on-failure`` brings it back. A start refused for a reason
+restarting cannot cure exits with its own code, named in one line (``StartRefused``): 3 the
+database or ``state_dir`` is unusable (corrupt, unwritable, locked by another process), 4 the API
+cannot listen on its address; the unit's ``RestartPreventExitStatus=`` does not loop on them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -27,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent import __version__, plugins
-from agent.lifecycle import Supervisor
-from agent.store import Store
+from agent.lifecycle import StartRefused, Supervisor
+from agent.store import Store, StoreUnusable
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
@@ -49,6 +55,7 @@ QUICK_GRACE = 2.0  # cancelling loops, closing clients, the last flush, closing 
 FLUSH_EVERY = 1.0
 PRUNE_EVERY = 3600.0
 EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_STORAGE, EXIT_ADDRESS = 3, 4  # a refused start (2, a bad config, is the command line's)
 
 
 async def _nothing(*_: Any) -> None:
@@ -128,8 +135,10 @@ def _release_startup_memory() -> None:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, heal: bool | None = None) -> None:
+    def __init__(self, config: Config, *, heal: bool | None = None, move_corrupt_db: bool = False) -> None:
         self.config = config
+        self.move_corrupt_db = move_corrupt_db
+        self.refused: StartRefused | None = None  # why the start was refused, for the command line
         self.heal_enabled = config.agent.heal if heal is None else heal
         self.started = time.monotonic()
         self.supervisor = Supervisor()
@@ -142,6 +151,7 @@ class Daemon:
         self._stop_signals = 0
         self._runner: web.AppRunner | None = None
         self._upkeep: list[asyncio.Task[None]] = []
+        self._docker_connect: asyncio.Task[None] | None = None
 
     def evidence_url(self, incident_id: str) -> str:
         api = self.config.agent.api
@@ -178,6 +188,10 @@ class Daemon:
         try:
             self._wire()
             started = await self.supervisor.start()
+        except StartRefused as exc:
+            failed, started = True, False
+            self.refused = exc
+            log.error("daemon.start_failed", error=str(exc), exit_code=exc.exit_code)
         except Exception as exc:
             failed = True
             started = False
@@ -200,6 +214,8 @@ class Daemon:
             events_pending=self.events_pending,
             reason=self.supervisor.failure or self.supervisor.stop_reason,
         )
+        if self.refused is not None:
+            return self.refused.exit_code
         return EXIT_FAILED if failed else EXIT_OK
 
     def _wire(self) -> None:
@@ -257,9 +273,18 @@ class Daemon:
 
     # -- the parts' starts and stops -----------------------------------------------------------
     async def _open_store(self) -> None:
-        self.config.agent.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            await self.store.run(self.store.open)
+            try:
+                await self.store.run(self.store.open)
+            except StoreUnusable as exc:
+                if not (exc.corrupt and self.move_corrupt_db):
+                    raise
+                aside = await self.store.run(self.store.move_aside)
+                log.warning("store.moved_aside", path=str(self.store.path), moved_to=str(aside), reason=str(exc))
+                await self.store.run(self.store.open)
+        except StoreUnusable as exc:
+            await self.store.aclose()
+            raise StartRefused(f"database unusable: {exc}", EXIT_STORAGE) from None
         except BaseException:
             await self.store.aclose()
             raise
@@ -270,18 +295,28 @@ class Daemon:
         await self.store.aclose()
 
     async def _connect_docker(self) -> None:
-        if self.docker is None:
-            return
+        """Start connecting to Docker and go on at once: nothing else waits for the engine."""
+        if self.docker is not None:
+            self._docker_connect = self.supervisor.spawn("docker:connect", self._ping_docker(self.docker))
+
+    async def _ping_docker(self, docker: DockerEngine) -> None:
+        from agent.dockerclient import DockerError
+
+        url = self.config.docker.url
         try:
-            # Cancelled when a stop is requested meanwhile: a hung engine never holds the start.
-            reachable = await self.docker.ping()
-        except BaseException:
-            await self.docker.close()
-            raise
-        if not reachable:
-            log.warning("docker.unreachable", url=self.config.docker.url, error=self.docker.last_error)
+            reachable = await docker.ping()
+        except DockerError as exc:  # it answered, with an error: container calls will say more
+            log.warning("docker.error", url=url, error=str(exc))
+            return
+        if reachable:
+            log.info("docker.connected", url=url)
+        else:
+            log.warning("docker.unreachable", url=url, error=docker.last_error)
 
     async def _close_clients(self, _grace: float) -> None:
+        if self._docker_connect is not None:
+            self._docker_connect.cancel()
+            await asyncio.gather(self._docker_connect, return_exceptions=True)
         await self.context.close()
         if self.docker is not None:
             await self.docker.close()
@@ -312,6 +347,15 @@ class Daemon:
         await runner.setup()
         try:
             await web.TCPSite(runner, api.host, api.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            fix = (
+                "stop what listens there (another lifeguard?) or change agent.api.listen"
+                if exc.errno == errno.EADDRINUSE
+                else "change agent.api.listen"
+            )
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise StartRefused(f"API cannot listen on {api.listen}: {reason}; {fix}", EXIT_ADDRESS) from None
         except BaseException:
             await runner.cleanup()
             raise

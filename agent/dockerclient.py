@@ -25,6 +25,7 @@ T = TypeVar("T")
 # Enough for a handful of container checks, evidence and a heal at once; small so a hung engine
 # ties up only these threads.
 _WORKERS = 4
+_CONNECT_WAIT = 0.5  # seconds a call waits for another thread's connect before failing fast
 
 
 class DockerError(Exception):
@@ -152,7 +153,11 @@ class DockerEngine:
             raise DockerError(f"Docker error: {exc}") from None
 
     def _connect(self) -> docker.APIClient:
-        with self._client_lock:
+        # A connect under way (an engine that accepts and never answers holds it for ``timeout``)
+        # fails the other calls fast with the reason, rather than each waiting out its own timeout.
+        if not self._client_lock.acquire(timeout=_CONNECT_WAIT):
+            raise DockerUnavailable(f"Docker unreachable at {self.url}: no answer yet (still connecting)")
+        try:
             if self._client is not None:
                 return self._client
             import docker
@@ -175,6 +180,8 @@ class DockerEngine:
                     f"Docker unreachable at {self.url}: {_root_cause(exc)}"
                 ) from None
             return self._client
+        finally:
+            self._client_lock.release()
 
     def _drop(self, client: docker.APIClient) -> None:
         """Forget a client that failed to connect, unless another thread already replaced it."""

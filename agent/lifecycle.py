@@ -24,6 +24,15 @@ STOP_SLACK = 1.0
 """Seconds a component's stop may run past its grace (cancelling and closing what is left)."""
 
 
+class StartRefused(Exception):
+    """A start that failed for a reason the operator must fix (``str()`` says what and how), not a
+    bug: logged in one line without a traceback; ``exit_code`` is the process's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class Component(Protocol):
     """A part of the agent with a start and a bounded stop.
 
@@ -101,7 +110,8 @@ class Supervisor:
             error = starting.exception()
             if error is not None:
                 self.failure = self.failure or f"{component.name} failed to start: {error}"
-                log.error("lifecycle.start_failed", component=component.name, error=str(error), exc_info=error)
+                trace = None if isinstance(error, StartRefused) else error
+                log.error("lifecycle.start_failed", component=component.name, error=str(error), exc_info=trace)
                 raise error
             self._started.append((component, grace))
             log.debug("lifecycle.started", component=component.name)

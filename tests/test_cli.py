@@ -1,10 +1,16 @@
-"""Argument parsing of the `lifeguard` command (the commands themselves run in test_e2e)."""
+"""Argument parsing of the `lifeguard` command (the commands themselves run in test_e2e), and
+what ``run`` says at start about a config file that exposes secrets."""
 
 from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.cli import _parser
+from tests.fixtures_agent import SECRET, AgentProcess, agent_config
 
 
 @pytest.mark.parametrize(
@@ -24,6 +30,8 @@ def test_log_level_is_accepted_before_or_after_the_command(argv: list[str], leve
 def test_run_options() -> None:
     args = _parser().parse_args(["run", "--no-heal", "-c", "/etc/lifeguard/config.yaml"])
     assert args.no_heal and args.config == "/etc/lifeguard/config.yaml"
+    assert not args.move_corrupt_db
+    assert _parser().parse_args(["run", "--move-corrupt-db"]).move_corrupt_db
 
 
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,3 +119,38 @@ async def test_once_takes_its_cap_from_agent_max_concurrent_checks(tmp_path, cap
     finally:
         await server.stop()
     assert "3 passing, 0 failing" in capsys.readouterr().out
+
+
+def hooked(secret: str) -> dict[str, Any]:
+    return agent_config([], [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": secret}])
+
+
+async def run_with_mode(tmp_path: Path, config: dict[str, Any], mode: int, env: dict[str, str] | None = None) -> Any:
+    """Start ``lifeguard run`` on a config file of ``mode``, stop it with SIGTERM; its log events."""
+    agent = AgentProcess(tmp_path, config, env)
+    agent.write_config()
+    agent.config_path.chmod(mode)
+    agent.write_config = lambda: None  # type: ignore[method-assign]  # keep the mode just set
+    agent.start()
+    try:
+        await agent.ready()
+        agent.signal(signal.SIGTERM)
+        assert await agent.wait() == 0
+    finally:
+        agent.kill()
+    return [e for e in agent.log_events() if e.get("event") == "config.readable_by_others"]
+
+
+async def test_a_config_readable_by_others_that_holds_a_secret_is_warned_about(tmp_path: Path) -> None:
+    [warning] = await run_with_mode(tmp_path, hooked(SECRET), 0o644)
+    path = tmp_path / "config.yaml"
+    assert warning["file"] == str(path) and warning["mode"] == "0644" and warning["level"] == "warning"
+    assert warning["fix"] == f"chmod 640 {path} (or 600), or move the secrets to the environment as ${{VAR}}"
+
+
+@pytest.mark.parametrize(
+    ("mode", "secret_in_file"), [(0o640, True), (0o600, True), (0o644, False)], ids=["640", "600", "secret from env"]
+)
+async def test_no_warning_when_the_file_is_private_or_holds_no_secret(tmp_path: Path, mode: int, secret_in_file: bool) -> None:
+    config = hooked(SECRET if secret_in_file else "${HOOK_SECRET}")
+    assert await run_with_mode(tmp_path, config, mode, {"HOOK_SECRET": SECRET}) == []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
 
-from agent.store import Change, Store, migrations
+from agent.store import Change, Store, StoreUnusable, migrations
 
 
 @pytest.fixture
@@ -176,3 +178,73 @@ def test_a_version_1_database_migrates_keeping_its_budget_and_queue(tmp_path: Pa
 
 def test_migrations_are_numbered_files_without_gaps() -> None:
     assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003")]
+
+
+# -- security at rest and unusable files ----------------------------------------------------------
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)  # the usual umask: what the agent gets unless it sets modes itself
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_state_dir_is_created_0700_and_the_database_files_0600(tmp_path: Path, umask_022) -> None:
+    s = Store(tmp_path / "deep" / "state" / "lifeguard.db")
+    s.open()
+    try:
+        s.db.execute("CREATE TABLE t (x)")  # a write: the -wal and -shm exist now
+        folder = tmp_path / "deep" / "state"
+        assert mode(folder) == 0o700
+        files = {p.name: mode(p) for p in folder.iterdir()}
+        assert files == {"lifeguard.db": 0o600, "lifeguard.db-wal": 0o600, "lifeguard.db-shm": 0o600}
+    finally:
+        s.close()
+
+
+def test_a_database_readable_by_others_is_made_private_at_open(tmp_path: Path, umask_022) -> None:
+    s = Store(tmp_path / "lifeguard.db")
+    s.open()
+    s.close()
+    (tmp_path / "lifeguard.db").chmod(0o644)
+    s.open()
+    s.close()
+    assert mode(tmp_path / "lifeguard.db") == 0o600
+
+
+def test_a_state_dir_that_is_a_file_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("not a folder")
+    with pytest.raises(StoreUnusable) as exc:
+        Store(tmp_path / "state" / "lifeguard.db").open()
+    assert str(exc.value) == (
+        f"{tmp_path / 'state'}: exists and is not a directory; point agent.state_dir at a directory or remove the file"
+    )
+    with pytest.raises(StoreUnusable) as exc:
+        Store(tmp_path / "state" / "below" / "lifeguard.db").open()
+    assert str(exc.value).startswith(f"{tmp_path / 'state' / 'below'}: a part of this path is a file, not a directory")
+
+
+def test_random_bytes_are_reported_corrupt_and_left_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "lifeguard.db"
+    db.write_bytes(b"\x07" * 4096)
+    with pytest.raises(StoreUnusable) as exc:
+        Store(db).open()
+    assert exc.value.corrupt and exc.value.path == db
+    assert str(exc.value).startswith(f"{db}: not a usable SQLite database (file is not a database); ")
+    assert db.read_bytes() == b"\x07" * 4096
+
+
+def test_move_aside_renames_the_database_and_its_wal_together(tmp_path: Path) -> None:
+    s = Store(tmp_path / "lifeguard.db")
+    s.open()
+    s.db.execute("CREATE TABLE t (x)")
+    (tmp_path / "lifeguard.db-wal").write_bytes(b"wal")  # as a crash leaves it
+    aside = s.move_aside(now=1767225600.0)  # 2026-01-01 00:00:00 UTC
+    s.close()
+    assert aside == tmp_path / "lifeguard.db.corrupt-20260101T000000Z"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "lifeguard.db" not in names
+    assert "lifeguard.db.corrupt-20260101T000000Z" in names and "lifeguard.db.corrupt-20260101T000000Z-wal" in names

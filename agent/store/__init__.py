@@ -9,13 +9,21 @@ numbered migration files (``migrations/NNNN_name.sql``, ``PRAGMA user_version``)
 sqlite3 blocks, so the daemon calls every method through ``run()``, which executes it on the
 store's single thread; that thread is also the only one that touches the connection, which
 serializes writes without locks. Tests may call the methods directly.
+
+The state is private: ``state_dir`` is created 0700 and the database (with its ``-wal`` and
+``-shm``) 0600. ``open`` proves the file is usable — a SQLite database, intact, writable, not
+held by another process — or raises ``StoreUnusable`` naming the file, what is wrong and what to
+do; a corrupt file is never replaced silently (``move_aside`` is the operator's explicit choice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
+import stat
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,12 +38,24 @@ from agent.store.incidents import IncidentsRepo
 from agent.store.outbox import OutboxItem, OutboxRepo
 from agent.store.results import ResultRow, ResultsRepo
 
-__all__ = ["Change", "OutboxItem", "ResultRow", "Store", "migrations", "new_id"]
+__all__ = ["Change", "OutboxItem", "ResultRow", "Store", "StoreUnusable", "migrations", "new_id"]
 
 T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"  # shipped as package data
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+START_LOCK_WAIT = 3.0
+"""Seconds ``open`` waits for another process's write lock before calling the file locked."""
+_SIDE_FILES = ("-wal", "-shm")
+
+
+class StoreUnusable(Exception):
+    """The database cannot be used: ``str()`` is one line naming the file, the cause and the fix."""
+
+    def __init__(self, path: Path, problem: str, fix: str, *, corrupt: bool = False) -> None:
+        super().__init__(f"{path}: {problem}; {fix}")
+        self.path = path
+        self.corrupt = corrupt
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -70,14 +90,101 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        self._db = db
-        self._migrate()
+        """Open (creating if need be) and migrate the database; ``StoreUnusable`` if it cannot be used."""
+        self._make_private_files()
+        # Another process's lock is waited for at most START_LOCK_WAIT here; busy_timeout once open.
+        wait = min(self.busy_timeout, START_LOCK_WAIT)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=wait)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._db = db
+            self._migrate()
+            self._prove_writable()
+        except sqlite3.Error as exc:
+            self._db = None
+            db.close()
+            raise self._unusable(exc) from None
+        self._tighten_modes()
+
+    def move_aside(self, now: float | None = None) -> Path:
+        """Rename the database (and its -wal/-shm) to ``lifeguard.db.corrupt-<UTC time>``; the new name."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        self.path.rename(aside)
+        for suffix in _SIDE_FILES:  # kept beside it under names SQLite pairs with the moved file
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        return aside
+
+    def _make_private_files(self) -> None:
+        """``state_dir`` 0700 and the database file 0600 when they are created here."""
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            raise StoreUnusable(
+                folder, "exists and is not a directory", "point agent.state_dir at a directory or remove the file"
+            ) from None
+        except NotADirectoryError:
+            raise StoreUnusable(
+                folder, "a part of this path is a file, not a directory", "point agent.state_dir at a directory"
+            ) from None
+        except IsADirectoryError:
+            raise StoreUnusable(self.path, "is a directory", "remove or rename it") from None
+        except OSError as exc:
+            where = self.path if self.path.exists() else folder
+            raise StoreUnusable(
+                where,
+                f"cannot be written ({exc.strerror or exc})",
+                f"give the agent's user write access to {folder} (or point agent.state_dir elsewhere)",
+            ) from None
+
+    def _prove_writable(self) -> None:
+        """Take the write lock once: a locked or read-only database fails the open, not a later write."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("ROLLBACK")
+        self.db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+
+    def _tighten_modes(self) -> None:
+        """The database and its side files readable by the agent's user only."""
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _SIDE_FILES)):
+            try:
+                if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                    path.chmod(0o600)
+            except OSError:  # absent, or not ours to change: SQLite made it from the database's mode
+                continue
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreUnusable:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StoreUnusable(
+                self.path,
+                f"not a usable SQLite database ({text})",
+                "restore it from a backup, or start with --move-corrupt-db to move it aside and begin anew",
+                corrupt=True,
+            )
+        if "locked" in text or "busy" in text:
+            return StoreUnusable(
+                self.path,
+                f"locked by another process ({text})",
+                "stop the other process using it (another lifeguard with the same state_dir?) and start again",
+            )
+        if "readonly" in text or "read-only" in text or "unable to open" in text or "disk I/O" in text:
+            return StoreUnusable(
+                self.path,
+                f"cannot be written ({text})",
+                f"give the agent's user write access to {self.path.parent} and its files",
+            )
+        return StoreUnusable(self.path, f"cannot be opened ({text})", "check the file and its directory")
 
     def close(self) -> None:
         if self._db is not None:
