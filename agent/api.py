@@ -2,27 +2,42 @@
 
 It never decides anything and knows nothing of the daemon: it is given three small read
 interfaces (``HealthFacts``, ``CheckBoard``, ``IncidentReader``) and formats what they say.
-With a token, every route but ``/health`` needs ``Authorization: Bearer …``.
-Errors are ``{"error": {"code": …, "message": …}}``.
+``/health`` answers from memory only (``HealthFacts`` is synchronous), so a database held by
+another process never slows it down. With a token, every route but ``/health`` needs
+``Authorization: Bearer …``. Every error, aiohttp's own included (a malformed request line, an
+oversized header, an unknown method), is ``{"error": {"code": …, "message": …}}``: serve the app
+with ``ApiRunner``, whose connections answer their parser errors in that shape.
+The routes are described by an OpenAPI document shipped beside the code (``/api/openapi.json``).
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
+import structlog
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
 
 from agent import __version__
 from agent.engine import CheckView
 from agent.payload import iso
 
+log = structlog.get_logger("lifeguard.api")
+
 INCIDENT_ID = re.compile(r"^inc_[0-9a-f]{12,}$")
+LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes '²' and '①'
 PENDING_TOO_LONG = 60.0  # seconds an event may wait before /health says degraded
+SHOWN = 40  # characters of a rejected value echoed in an error message
+OPENAPI = Path(__file__).parent / "schemas" / "openapi.json"
 
 
 class HealthFacts(Protocol):
@@ -37,8 +52,22 @@ class HealthFacts(Protocol):
         ...
 
     def problems(self) -> list[str]:
-        """What keeps the agent from doing its job right now (Docker unreachable, writes failing)."""
+        """What keeps the agent from doing its job right now (Docker unreachable, writes failing,
+        the database not answering)."""
         ...
+
+    def outbox(self) -> OutboxFigures:
+        """The outbox's figures as last read from the store (kept in memory, never read here)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxFigures:
+    """Events waiting and given up on, and when the oldest waiting one was stored (epoch seconds)."""
+
+    pending: int = 0
+    dead: int = 0
+    oldest_pending_at: float | None = None
 
 
 class CheckBoard(Protocol):
@@ -48,15 +77,13 @@ class CheckBoard(Protocol):
 
 
 class IncidentReader(Protocol):
-    """Read access to incidents, their evidence and the outbox's figures."""
+    """Read access to incidents and their evidence."""
 
     async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]: ...
 
     async def incident(self, incident_id: str) -> dict[str, Any] | None: ...
 
     async def evidence(self, incident_id: str) -> dict[str, Any]: ...
-
-    async def outbox_stats(self, now: float) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +115,90 @@ def create_app(
     app.router.add_get("/api/incidents", incidents_route)
     app.router.add_get("/api/incidents/{id}", incident_route)
     app.router.add_get("/api/incidents/{id}/evidence", evidence_route)
+    app.router.add_get("/api/openapi.json", openapi_route)
     return app
+
+
+class ApiRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer aiohttp's own errors in the API's error shape.
+
+    aiohttp answers a request its parser refuses (a malformed request line, an oversized header,
+    an unknown method) before any middleware runs, in text/plain, and logs a traceback; it offers
+    no hook for it (aio-libs/aiohttp#3287), so the runner's server builds ``_JsonErrorProtocol``
+    connections instead of plain ones.
+    """
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return _JsonErrorServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
+
+
+_PARSER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "request line or header too long"),
+    (http_exceptions.BadHttpMethod, "unknown or malformed method"),
+    (http_exceptions.BadStatusLine, "malformed request line"),
+    (http_exceptions.InvalidHeader, "malformed header"),
+)
+
+
+class _JsonErrorProtocol(RequestHandler):
+    """A connection that answers the errors aiohttp handles itself as JSON, with one log line."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # the answer has begun: nothing can be said any more
+            raise ConnectionError("response already started, cannot answer an error")
+        said = next((text for kind, text in _PARSER_ERRORS if isinstance(exc, kind)), None)
+        if said is None:
+            said = "malformed request" if status < 500 else HTTPStatus(status).phrase.lower()
+        if status >= 500:
+            log.error("api.failed", status=status, error=repr(exc), exc_info=exc)
+        else:
+            log.info("api.bad_request", status=status, reason=said, peer=request.remote)
+        resp = error(status, HTTPStatus(status).phrase.lower().replace(" ", "_"), said)
+        resp.force_close()
+        return resp
 
 
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _shown(value: str) -> str:
+    """A client's value as quoted in an error message, cut short."""
+    return repr(value if len(value) <= SHOWN else value[:SHOWN] + "…")
+
+
+def bearer(header: str) -> str | None:
+    """The credentials of an ``Authorization: Bearer …`` header; the scheme in any case, spaces
+    around the credentials ignored (RFC 7235 §2.1, RFC 6750 §2.1); None for any other scheme."""
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip()
+
+
+def _authorized(given: str | None, token: str) -> bool:
+    if given is None:
+        return False
+    # Headers arrive decoded with surrogateescape: bytes that are not UTF-8 compare as bytes.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
 
 
 def checks_status(views: Iterable[CheckView]) -> list[dict[str, Any]]:
@@ -116,22 +222,32 @@ async def _errors_and_auth(
 ) -> web.StreamResponse:
     token = request.app[SOURCES].token
     if token and request.path != "/health":
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if not _authorized(bearer(request.headers.get("Authorization", "")), token):
             return error(401, "unauthorized", "missing or wrong bearer token")
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if exc.status < 400:
+            raise
+        answer = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        for name, value in exc.headers.items():  # e.g. a 405's Allow
+            if name.lower() not in ("content-type", "content-length"):
+                answer.headers[name] = value
+        return answer
+    except Exception as exc:
+        log.error("api.failed", path=request.path, error=repr(exc), exc_info=exc)
+        return error(500, "internal_error", "the agent failed to answer; see its log")
 
 
 async def health_route(request: web.Request) -> web.Response:
+    """From memory only: never waits for the store."""
     src = request.app[SOURCES]
-    stats = await src.incidents.outbox_stats(src.clock())
+    figures = src.health.outbox()
     problems = list(src.health.problems())
-    age = stats["oldest_pending_age"]
-    if age is not None and age > PENDING_TOO_LONG:
-        problems.append(f"events pending for {age:.0f}s")
+    if figures.oldest_pending_at is not None:
+        age = src.clock() - figures.oldest_pending_at
+        if age > PENDING_TOO_LONG:
+            problems.append(f"events pending for {age:.0f}s")
     return web.json_response(
         {
             "status": "degraded" if problems else "ok",
@@ -141,8 +257,8 @@ async def health_route(request: web.Request) -> web.Response:
             "uptime_s": round(src.health.uptime(), 1),
             "checks": len(src.board.check_views()),
             "checks_running": src.health.checks_running(),
-            "outbox_pending": stats["pending"],
-            "outbox_dead": stats["dead"],
+            "outbox_pending": figures.pending,
+            "outbox_dead": figures.dead,
         }
     )
 
@@ -154,10 +270,10 @@ async def checks_route(request: web.Request) -> web.Response:
 async def incidents_route(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status not in (None, "open", "resolved"):
-        return error(400, "bad_parameter", f"status: expected open or resolved, got {status!r}")
+        return error(400, "bad_parameter", f"status: expected open or resolved, got {_shown(status)}")
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        return error(400, "bad_parameter", f"limit: expected an integer 1..1000, got {raw_limit!r}")
+    if not LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= 1000:
+        return error(400, "bad_parameter", f"limit: expected an integer 1..1000, got {_shown(raw_limit)}")
     rows = await request.app[SOURCES].incidents.list_incidents(status, int(raw_limit))
     return web.json_response({"incidents": rows})
 
@@ -165,7 +281,7 @@ async def incidents_route(request: web.Request) -> web.Response:
 async def _known_incident(request: web.Request) -> tuple[str, dict[str, Any] | web.Response]:
     incident_id = request.match_info["id"]
     if not INCIDENT_ID.match(incident_id):
-        return incident_id, error(400, "bad_id", f"not an incident id: {incident_id!r}")
+        return incident_id, error(400, "bad_id", f"not an incident id: {_shown(incident_id)}")
     found = await request.app[SOURCES].incidents.incident(incident_id)
     if found is None:
         return incident_id, error(404, "not_found", f"no incident {incident_id}")
@@ -184,3 +300,15 @@ async def evidence_route(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     return web.json_response(await request.app[SOURCES].incidents.evidence(incident_id))
+
+
+@cache
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 document of these routes, as shipped in the package."""
+    raw = OPENAPI.read_bytes()
+    json.loads(raw)  # a broken document fails here, not in a client
+    return raw
+
+
+async def openapi_route(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")

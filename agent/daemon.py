@@ -3,10 +3,10 @@
 Start, in order: open the store → start connecting to Docker (in the background: a Docker engine
 that never answers holds up nothing; container checks fail with "Docker unreachable" until it
 answers) → restore open incidents → serve the API → start the outbox → (heals and evidence) →
-upkeep (results flush every second, pruning hourly) → the scheduler. Stop is the reverse, each
-step bounded: stop scheduling → let heals and evidence under way finish (5 s) → give in-flight
-deliveries 5 s (the rest stay pending in SQLite) → close the API → flush results → close the
-clients → close the database.
+upkeep (results flush every second, the outbox's figures for ``/health`` every 2 s, pruning hourly)
+→ the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
+under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
+the API → flush results → close the clients → close the database.
 
 Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during
 the start ends it early and exits 0 like any other stop. A second
@@ -39,6 +39,7 @@ from agent.store import Store, StoreUnusable
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
+    from agent.api import OutboxFigures
     from agent.config import Config
     from agent.dockerclient import DockerEngine
     from agent.engine import Engine
@@ -53,6 +54,8 @@ SHUTDOWN_GRACE = 5.0  # heals and evidence under way; in-flight deliveries
 API_GRACE = 2.0  # requests being answered when the API closes (all are short reads)
 QUICK_GRACE = 2.0  # cancelling loops, closing clients, the last flush, closing the database
 FLUSH_EVERY = 1.0
+FIGURES_EVERY = 2.0  # the outbox's figures /health shows are read this often
+STORE_SLOW = 5.0  # a read the store keeps waiting longer makes /health say degraded
 PRUNE_EVERY = 3600.0
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_STORAGE, EXIT_ADDRESS = 3, 4  # a refused start (2, a bad config, is the command line's)
@@ -82,10 +85,18 @@ class _Part:
 
 # -- what the API is given -----------------------------------------------------------------------
 class _StoreReader:
-    """``api.IncidentReader`` over the store, each read on the store's thread."""
+    """``api.IncidentReader`` over the store, each read on the store's thread; and the outbox's
+    figures for ``/health``, read by upkeep into memory so that ``/health`` never waits for the
+    store, with how long the store has kept that read waiting (a lock held elsewhere, a write
+    ahead of it in its busy wait)."""
 
     def __init__(self, store: Store) -> None:
+        from agent.api import OutboxFigures
+
         self.store = store
+        self.figures = OutboxFigures()
+        self.read_error: str | None = None
+        self._asked_at: float | None = None  # monotonic, while a refresh waits for the store
 
     async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         return await self.store.run(self.store.incidents.list, status, limit)
@@ -96,12 +107,31 @@ class _StoreReader:
     async def evidence(self, incident_id: str) -> dict[str, Any]:
         return await self.store.run(self.store.evidence.get, incident_id)
 
-    async def outbox_stats(self, now: float) -> dict[str, Any]:
-        return await self.store.run(self.store.outbox.stats, now)
+    async def refresh_outbox(self) -> None:
+        from agent.api import OutboxFigures
+
+        now = time.time()
+        self._asked_at = time.monotonic()
+        try:
+            stats = await self.store.run(self.store.outbox.stats, now)
+        except Exception as exc:
+            if self.read_error is None:
+                log.warning("store.read_failed", what="outbox figures", error=str(exc))
+            self.read_error = str(exc)
+            return
+        finally:
+            self._asked_at = None
+        self.read_error = None
+        age = stats["oldest_pending_age"]
+        self.figures = OutboxFigures(stats["pending"], stats["dead"], None if age is None else now - age)
+
+    def unanswered_for(self) -> float:
+        """Seconds the store has kept the current refresh waiting (0 when none is out)."""
+        return 0.0 if self._asked_at is None else time.monotonic() - self._asked_at
 
 
 class _Health:
-    """``api.HealthFacts`` of this process."""
+    """``api.HealthFacts`` of this process, all from memory."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -112,12 +142,21 @@ class _Health:
     def checks_running(self) -> int:
         return self.daemon.scheduler.running
 
+    def outbox(self) -> OutboxFigures:
+        return self.daemon.reader.figures
+
     def problems(self) -> list[str]:
         found = []
         docker = self.daemon.docker
         if docker is not None and docker.reachable is False:
             found.append(f"docker unreachable: {docker.last_error}")
         found.extend(self.daemon.engine.problems())
+        reader = self.daemon.reader
+        waited = reader.unanswered_for()
+        if waited > STORE_SLOW:
+            found.append(f"database has not answered for {waited:.0f}s")
+        if reader.read_error:
+            found.append(f"database reads failing: {reader.read_error}")
         return found
 
 
@@ -260,6 +299,7 @@ class Daemon:
         self.scheduler: Scheduler = Scheduler(
             checks, self.engine.on_result, max_concurrent=cfg.agent.max_concurrent_checks
         )
+        self.reader = _StoreReader(self.store)
 
         add = self.supervisor.add
         add(_Part("store", self._open_store, self._close_store, "close database"), QUICK_GRACE)
@@ -333,17 +373,18 @@ class Daemon:
     async def _start_api(self) -> None:
         from aiohttp import web
 
-        from agent.api import create_app
+        from agent.api import ApiRunner, create_app
 
         api = self.config.agent.api
+        await self.reader.refresh_outbox()  # the first /health shows real figures
         app = create_app(
             agent_name=self.config.agent.name,
             token=api.token,
             health=_Health(self),
             board=self.engine,
-            incidents=_StoreReader(self.store),
+            incidents=self.reader,
         )
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=API_GRACE)
+        runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
         await runner.setup()
         try:
             await web.TCPSite(runner, api.host, api.port).start()
@@ -378,6 +419,7 @@ class Daemon:
         self._upkeep = [
             spawn("upkeep:flush", self._every(FLUSH_EVERY, self.engine.flush_results)),
             spawn("upkeep:prune", self._every(PRUNE_EVERY, self._prune, first=0.0)),
+            spawn("upkeep:figures", self._every(FIGURES_EVERY, self.reader.refresh_outbox)),
         ]
 
     async def _stop_upkeep(self, _grace: float) -> None:

@@ -1,16 +1,27 @@
-"""The HTTP API against small in-test sources: auth, error shapes, /health, /api/checks, incidents."""
+"""The HTTP API against small in-test sources: auth, error shapes (aiohttp's own included), /health,
+/api/checks, incidents, the OpenAPI document; and /health of a real agent whose database another
+process holds."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
-from agent.api import CheckView, checks_status, create_app
+from agent.api import ApiRunner, CheckView, OutboxFigures, checks_status, create_app
 from checks.base import CheckResult
+from tests.fixtures_agent import agent_config, free_port, poll
 
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 INC = "inc_0123456789abcdef"
@@ -21,6 +32,7 @@ class Facts:
     uptime_s: float = 12.34
     running: int = 1
     docker: str | None = None
+    figures: OutboxFigures = field(default_factory=OutboxFigures)
 
     def uptime(self) -> float:
         return self.uptime_s
@@ -30,6 +42,9 @@ class Facts:
 
     def problems(self) -> list[str]:
         return [f"docker unreachable: {self.docker}"] if self.docker else []
+
+    def outbox(self) -> OutboxFigures:
+        return self.figures
 
 
 @dataclass
@@ -43,7 +58,6 @@ class Board:
 @dataclass
 class Reader:
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=lambda: {"pending": 0, "dead": 0, "oldest_pending_age": None})
     asked: list[tuple[str | None, int]] = field(default_factory=list)
 
     async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
@@ -55,9 +69,6 @@ class Reader:
 
     async def evidence(self, incident_id: str) -> dict[str, Any]:
         return {"opened": {"phase": "opened"}, "resolved": None}
-
-    async def outbox_stats(self, now: float) -> dict[str, Any]:
-        return self.stats
 
 
 @dataclass
@@ -97,7 +108,7 @@ async def get(client: TestClient, path: str, token: str | None = None) -> tuple[
 
 async def test_health_reports_the_agent(api: Client) -> None:
     s = Sources(board=Board([CheckView("a", "tcp", "h:1", None, None), CheckView("b", "tcp", "h:2", None, None)]))
-    s.incidents.stats = {"pending": 3, "dead": 1, "oldest_pending_age": 5.0}
+    s.health.figures = OutboxFigures(pending=3, dead=1, oldest_pending_at=T0 - 5.0)
     status, body = await get(await api(s), "/health")
     assert status == 200
     assert body == {
@@ -108,7 +119,7 @@ async def test_health_reports_the_agent(api: Client) -> None:
 
 async def test_health_is_degraded_when_docker_is_unreachable_or_events_wait_too_long(api: Client) -> None:
     s = Sources(health=Facts(docker="Docker unreachable at unix:///x.sock: No such file or directory"))
-    s.incidents.stats = {"pending": 1, "dead": 0, "oldest_pending_age": 61.4}
+    s.health.figures = OutboxFigures(pending=1, dead=0, oldest_pending_at=T0 - 61.4)
     status, body = await get(await api(s), "/health")
     assert status == 200 and body["status"] == "degraded"
     assert body["problems"] == [
@@ -197,3 +208,168 @@ async def test_bad_and_unknown_incident_ids(api: Client, suffix: str) -> None:
 async def test_an_unknown_route_is_a_404_in_the_error_shape(api: Client) -> None:
     status, body = await get(await api(), "/nope")
     assert status == 404 and body == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+async def test_health_answers_from_memory_and_never_asks_the_incident_reader(api: Client) -> None:
+    class Stuck(Reader):
+        async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+            await asyncio.Event().wait()
+            return []
+
+    s = Sources(incidents=Stuck())
+    s.health.figures = OutboxFigures(pending=2, dead=0, oldest_pending_at=T0 - 1)
+    status, body = await get(await api(s), "/health")
+    assert status == 200 and (body["status"], body["outbox_pending"]) == ("ok", 2)
+
+
+@pytest.mark.parametrize("header", ["Bearer t0ken", "bearer t0ken", "BEARER   t0ken", "  Bearer t0ken  ", "BeArEr t0ken"])
+async def test_the_bearer_scheme_is_case_insensitive_and_tolerates_extra_spaces(api: Client, header: str) -> None:
+    client = await api(token="t0ken")
+    async with client.get("/api/checks", headers={"Authorization": header}) as r:
+        assert r.status == 200, header
+
+
+@pytest.mark.parametrize("header", ["t0ken", "Basic t0ken", "Bearert0ken", "Bearer", "Bearer t0ken extra", "Bearer T0KEN"])
+async def test_anything_but_the_bearer_token_is_refused(api: Client, header: str) -> None:
+    client = await api(token="t0ken")
+    async with client.get("/api/checks", headers={"Authorization": header}) as r:
+        assert r.status == 401 and (await r.json())["error"]["code"] == "unauthorized", header
+
+
+@pytest.mark.parametrize("limit", ["²", "①", "٣", "1" * 5000, "+5", " 5", "5\n", "1e3", "0x10"])
+async def test_a_limit_of_anything_but_ascii_digits_is_a_bad_parameter(api: Client, limit: str) -> None:
+    client = await api()
+    async with client.get("/api/incidents", params={"limit": limit}) as r:
+        body = await r.json()
+    assert r.status == 400 and body["error"]["code"] == "bad_parameter"
+    assert len(body["error"]["message"]) < 100  # a 5,000-digit value is not echoed whole
+
+
+async def test_an_exception_in_a_route_is_a_500_in_the_error_shape_and_logged(api: Client) -> None:
+    class Broken(Reader):
+        async def incident(self, incident_id: str) -> dict[str, Any] | None:
+            raise RuntimeError("disk on fire")
+
+    with capture_logs() as logs:
+        status, body = await get(await api(Sources(incidents=Broken())), f"/api/incidents/{INC}")
+    assert status == 500 and body == {
+        "error": {"code": "internal_error", "message": "the agent failed to answer; see its log"}
+    }
+    assert [e["event"] for e in logs] == ["api.failed"] and "disk on fire" in logs[0]["error"]
+
+
+async def test_another_method_is_a_405_in_the_error_shape_that_keeps_its_allow_header(api: Client) -> None:
+    async with (await api()).post("/api/checks") as r:
+        assert r.status == 405 and await r.json() == {
+            "error": {"code": "method_not_allowed", "message": "Method Not Allowed"}
+        }
+        assert set(r.headers["Allow"].split(",")) == {"GET", "HEAD"}  # RFC 9110 §15.5.6
+
+
+async def test_the_openapi_document_is_served_and_names_every_route(api: Client) -> None:
+    client = await api(token="t0ken")
+    assert (await get(client, "/api/openapi.json"))[0] == 401
+    status, doc = await get(client, "/api/openapi.json", token="t0ken")
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    app = create_app(agent_name="x", token=None, health=Facts(), board=Board(), incidents=Reader())
+    routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+    documented = {(m, path) for path, ops in doc["paths"].items() for m in ops}
+    assert documented == {(m, p) for m, p in routes if m != "head"}
+
+
+# -- aiohttp's own errors, over a real socket ----------------------------------------------------
+@pytest.fixture
+async def served() -> AsyncIterator[int]:
+    """The API served as the daemon serves it (``ApiRunner``) on 127.0.0.1, with a token."""
+    s = Sources()
+    app = create_app(agent_name="web-01", token="t0ken", health=s.health, board=s.board, incidents=s.incidents)
+    runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield port
+    await runner.cleanup()
+
+
+async def exchange(port: int, request: bytes) -> tuple[int, str, Any]:
+    """Send raw bytes, read the answer until the server closes: status, content type, JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        body = await reader.readexactly(int(headers["content-length"]))
+    finally:
+        writer.close()
+    return int(lines[0].split(" ")[1]), headers.get("content-type", ""), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "message"),
+    [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", "request line or header too long"),
+        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "request line or header too long"),
+        (b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", "unknown or malformed method"),
+        (b"this is not http\r\n\r\n", None),
+        (b"GET /health HTTP/9.9x\r\nHost: x\r\n\r\n", None),
+        (b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n", None),
+    ],
+    ids=["100KB-header", "100KB-path", "method-FOO", "garbage", "bad-version", "bad-header"],
+)
+async def test_requests_aiohttp_cannot_parse_get_the_error_shape_and_no_traceback(
+    served: int, caplog: pytest.LogCaptureFixture, request_bytes: bytes, message: str | None
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    with capture_logs() as logs:
+        status, content_type, body = await exchange(served, request_bytes)
+    assert status == 400 and content_type.startswith("application/json")
+    assert body["error"]["code"] == "bad_request" and set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if message:
+        assert body["error"]["message"] == message
+    assert not [r for r in caplog.records if r.exc_info], "aiohttp logged a traceback"
+    assert [(e["event"], e["log_level"]) for e in logs] == [("api.bad_request", "info")]
+
+
+async def test_a_bearer_that_is_not_utf8_is_a_401(served: int) -> None:
+    request = b"GET /api/checks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\x80\r\nConnection: close\r\n\r\n"
+    assert await exchange(served, request) == (
+        401, "application/json; charset=utf-8", {"error": {"code": "unauthorized", "message": "missing or wrong bearer token"}}
+    )
+
+
+async def test_the_runner_still_serves_good_requests(served: int) -> None:
+    request = b"GET /api/checks HTTP/1.1\r\nHost: x\r\nauthorization: bearer  t0ken\r\nConnection: close\r\n\r\n"
+    assert await exchange(served, request) == (200, "application/json; charset=utf-8", {"checks": []})
+
+
+# -- /health of a real agent while another process holds the database ----------------------------
+async def test_health_answers_at_once_and_says_degraded_while_another_process_holds_the_database(
+    tmp_path: Any, spawn_agent: Any
+) -> None:
+    """The store's busy timeout is 10 s; /health must not queue behind a write waiting that long."""
+    cfg = agent_config([{"name": "closed", "type": "tcp", "host": "127.0.0.1", "port": free_port()}], [],
+                       log_level="info")
+    cfg["defaults"]["open_after"] = "1h"  # results only: every flush writes, no incident
+    agent = spawn_agent(cfg)
+    await agent.ready()
+
+    async def health() -> dict[str, Any]:
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{agent.api_port}/health") as r:
+            body = await r.json()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0, f"/health took {elapsed:.1f}s with the database held"
+        return dict(body)
+
+    await poll(health, lambda b: b["status"] == "ok", 5, "/health ok")
+    holder = sqlite3.connect(tmp_path / "state" / "lifeguard.db", isolation_level=None, timeout=0)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        body = await poll(health, lambda b: b["status"] == "degraded", 9, "/health degraded")
+        assert any(p.startswith("database has not answered for ") for p in body["problems"]), body
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await poll(health, lambda b: b["status"] == "ok", 15, "/health ok once the database is free")

@@ -1,0 +1,121 @@
+"""The API under schemathesis, driven by its own OpenAPI document (``agent/schemas/openapi.json``).
+
+The real aiohttp app, served as the daemon serves it (``ApiRunner``, a bearer token) on 127.0.0.1 in
+a thread of its own, gets valid and invalid requests for every documented operation, a bounded
+number of each so the run takes seconds. Every answer must be as documented (status, content type,
+body schema); none may be a 5xx; every error must be ``{"error": {"code": …, "message": …}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+
+from agent.api import OPENAPI, ApiRunner, CheckView, OutboxFigures, create_app
+from checks.base import CheckResult
+from tests.fixtures_agent import free_port
+
+TOKEN = "t0ken-for-the-schema-test"
+T0 = 1_795_000_000.0
+INC = "inc_0123456789abcdef"
+
+schema = schemathesis.openapi.from_path(OPENAPI)
+schema.config.generation.update(
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=25, deterministic=True, database="none"
+)
+
+
+class Facts:
+    def uptime(self) -> float:
+        return 12.3
+
+    def checks_running(self) -> int:
+        return 0
+
+    def problems(self) -> list[str]:
+        return []
+
+    def outbox(self) -> OutboxFigures:
+        return OutboxFigures(pending=1, dead=0, oldest_pending_at=T0 - 2)
+
+
+class Board:
+    def check_views(self) -> list[CheckView]:
+        return [
+            CheckView("web", "http", "http://127.0.0.1/health", CheckResult("web", False, T0, 0.0123, "HTTP 500"), INC),
+            CheckView("new", "tcp", "127.0.0.1:1", None, None),
+        ]
+
+
+class Reader:
+    incident_doc: dict[str, Any] = {
+        "id": INC, "check": "web", "check_type": "http", "status": "open", "severity": "high", "sev": "SEV-2",
+        "title": "web failing: HTTP 500", "opened_at": "2026-11-18T11:06:40.000Z", "resolved_at": None,
+        "target": "http://127.0.0.1/health", "container": None, "resolve_reason": None, "heal": None,
+        "timeline": [{"at": "2026-11-18T11:06:40.000Z", "kind": "opened", "message": "HTTP 500"}],
+    }
+
+    async def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        summary = {k: v for k, v in self.incident_doc.items() if k not in ("target", "container", "resolve_reason",
+                                                                            "heal", "timeline")}
+        return [summary][:limit] if status in (None, "open") else []
+
+    async def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.incident_doc if incident_id == INC else None
+
+    async def evidence(self, incident_id: str) -> dict[str, Any]:
+        return {"opened": {"phase": "opened"}, "resolved": None}
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    port = free_port()
+
+    async def start() -> ApiRunner:
+        app = create_app(agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader())
+        runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        from aiohttp import web
+
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    runner = loop.run_until_complete(start())
+    thread = threading.Thread(target=loop.run_forever, name="api-under-test", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def every_error_in_the_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A custom check: any 4xx/5xx answer is JSON ``{"error": {"code": str, "message": str}}``."""
+    if response.status_code < 400:
+        return None
+    assert response.headers.get("content-type", [""])[0].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert all(isinstance(body["error"][k], str) and body["error"][k] for k in ("code", "message")), body
+    return True
+
+
+@schema.parametrize()
+@settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_as_documented_and_never_5xx(case: schemathesis.Case, base_url: str) -> None:
+    case.call_and_validate(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        additional_checks=[every_error_in_the_error_shape],
+        timeout=5,
+    )
