@@ -13,10 +13,10 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from agent.config import CheckConfigBase, ConfigModel
-from agent.config.types import HttpUrl, PositiveDuration, Secret, upper
+from agent.config.types import HttpHeaders, HttpUrl, PositiveDuration, Secret, one_credential, upper
 from agent.neterrors import describe_os_error
 from agent.redact import redact_url
 from checks.base import Check, CheckContext, Outcome
@@ -54,9 +54,12 @@ class Expect(ConfigModel):
         return [_status(item) for item in items]
 
 
+_STATUS_CODE = re.compile(r"[0-9]{3}")
+
+
 def _status(item: object) -> int | str:
     """The one parser of a status: a code (``200``, ``"200"``) or a class (``"2xx"``, lower case)."""
-    if isinstance(item, str) and item.strip().isdigit():
+    if isinstance(item, str) and _STATUS_CODE.fullmatch(item.strip()):  # not isdigit(): '²' is a digit
         item = int(item)
     if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
         return item
@@ -73,9 +76,14 @@ class HttpCheckConfig(CheckConfigBase):
     method: Annotated[
         Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], BeforeValidator(upper)
     ] = "GET"
-    headers: Annotated[dict[str, str], Secret] = Field(default_factory=dict, repr=False)
+    headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
     verify_tls: bool = True
     expect: Expect | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return one_credential(info.data.get("url"), value)
 
 
 class HttpCheck(Check[HttpCheckConfig]):

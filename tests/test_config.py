@@ -654,6 +654,211 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert info.value.errors == [f"{tmp_path / 'nope.yaml'}: no such file"]
 
 
+# --- hostile files: refused with a located error, never a traceback ------------------------
+
+
+def file_errors(tmp_path: Path, text: str) -> list[str]:
+    """The errors of a file written byte for byte (no dedent), with the file's path cut to ``F``."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    return [line.replace(str(path), "F") for line in info.value.errors]
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    """The "billion laughs": each level lists ``width`` aliases of the one before."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nchecks: *a{levels}\n"
+
+
+def test_an_alias_bomb_is_refused_where_the_expansion_passes_the_limit(tmp_path: Path) -> None:
+    # 9 ** 7 values once expanded; counted while reading, the file is refused before any is built.
+    assert file_errors(tmp_path, alias_bomb(7)) == [
+        "F:6:10: aliases expand to more than 100,000 values (an alias bomb?)"
+    ]
+
+
+def test_aliases_that_repeat_a_few_values_many_times_still_load(tmp_path: Path) -> None:
+    checks = "\n".join(f"  - {{<<: *base, name: c{i}, port: {i + 1}}}" for i in range(2000))
+    config = load(tmp_path, "checks:\n  - &base {name: c, type: tcp, host: h, port: 1}\n" + checks + "\n")
+    assert len(config.checks) == 2001
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("checks: &x [*x]\n", "F:1:13: alias *x refers to a value that contains it"),
+        ("agent: &a {name: x, api: *a}\n", "F:1:26: alias *a refers to a value that contains it"),
+        ("checks:\n  - &c {name: c, heal: [*c]}\n", "F:2:25: alias *c refers to a value that contains it"),
+    ],
+)
+def test_a_self_referencing_alias_is_a_located_error(tmp_path: Path, text: str, expected: str) -> None:
+    assert file_errors(tmp_path, text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("checks: " + "[" * 1200 + "]" * 1200 + "\n", "F:1:58: nested more than 50 levels deep"),
+        ("checks: " + "{a: " * 2000 + "1" + "}" * 2000 + "\n", "F:1:202: nested more than 50 levels deep"),
+        ("".join("  " * i + "a:\n" for i in range(60)), "F:50:99: nested more than 50 levels deep"),
+    ],
+)
+def test_deep_nesting_is_a_located_error(tmp_path: Path, text: str, expected: str) -> None:
+    assert file_errors(tmp_path, text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9" * 5000, "F:2:39: number too long (more than 100 digits)"),
+        ("0x" + "f" * 200, "F:2:39: number too long (more than 100 digits)"),
+        ('"' + "9" * 5000 + '"', "checks[0].port: number too long"),
+        ("99999999999999999999999999", "checks[0].port: must be between 1 and 65535, got 99999999999999999999999999"),
+    ],
+)
+def test_a_huge_port_is_a_located_error(tmp_path: Path, value: str, expected: str) -> None:
+    assert file_errors(tmp_path, f"checks:\n- {{name: t, type: tcp, host: h, port: {value}}}\n") == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("agent:\n  name: \"a\x01b\"\n", "F:2:11: character U+0001 is not allowed (YAML allows only printable characters)"),
+        ("agent:\n  name: a\x7f\n", "F:2:10: character U+007F is not allowed (YAML allows only printable characters)"),
+        ("\x00", "F:1:1: character U+0000 is not allowed (YAML allows only printable characters)"),
+    ],
+)
+def test_a_control_character_in_the_file_is_reported_at_line_and_column(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert file_errors(tmp_path, text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("agent: {name: 2001-13-45}\n", "F:1:15: cannot read '2001-13-45' as a date (quote it to make it a string)"),
+        ("agent: {name: !!int x}\n", "F:1:15: cannot read 'x' as a whole number (quote it to make it a string)"),
+        ("agent: {heal: !!bool maybe}\n", "F:1:15: cannot read 'maybe' as true or false (quote it to make it a string)"),
+        ("agent: {name: !!timestamp x}\n", "F:1:15: cannot read 'x' as a date (quote it to make it a string)"),
+    ],
+)
+def test_a_scalar_its_tag_cannot_read_is_a_located_error(tmp_path: Path, text: str, expected: str) -> None:
+    assert file_errors(tmp_path, text) == [expected]
+
+
+# --- what `run` cannot use, `check-config` refuses first --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('agent: {state_dir: "st\\0ate"}', "agent.state_dir: must not contain a NUL character"),
+        ('notifiers: [{name: f, type: file, path: "ev\\0.jsonl"}]', "notifiers[0].path: must not contain a NUL character"),
+        ('checks: [{name: t, type: tcp, host: "h\\0", port: 1}]', "checks[0].host: must not contain a NUL character"),
+    ],
+)
+def test_a_nul_character_in_any_value_is_an_error(tmp_path: Path, text: str, expected: str) -> None:
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_a_state_dir_that_names_a_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")
+    assert errors(tmp_path, "agent: {state_dir: taken}") == [f"agent.state_dir: {tmp_path / 'taken'} exists and is not a folder"]
+    assert errors(tmp_path, "agent: {state_dir: taken/state}") == [
+        f"agent.state_dir: {tmp_path / 'taken'} is not a folder, so {tmp_path / 'taken' / 'state'} cannot be created"
+    ]
+    assert load(tmp_path, "agent: {state_dir: new/state}").agent.state_dir == tmp_path / "new" / "state"
+
+
+def test_a_file_notifier_path_that_names_a_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "events").mkdir()
+    assert errors(tmp_path, "notifiers: [{name: f, type: file, path: events}]") == [
+        f"notifiers[0].path: {tmp_path / 'events'} is a folder; name a file in it"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("agent: {retention: {results_per_check: 99999999999999999999999999}}",
+         "agent.retention.results_per_check: must be at most 1000000, got 99999999999999999999999999"),
+        ("agent: {max_concurrent_checks: 1000001}", "agent.max_concurrent_checks: must be at most 1000000, got 1000001"),
+        (f"checks: [{{name: h, type: container, container: c, heal: {{max_restarts: 0x{'f' * 90}}}}}]",
+         "checks[0].heal.max_restarts: must be at most 1000000, got a number of about 109 digits"),
+        ("defaults: {resolve_after: 10000000}", "defaults.resolve_after: must be at most 1000000, got 10000000"),
+        ("defaults: {interval: 3651d}", "defaults.interval: must be at most 3650d"),
+        (f"agent: {{retention: {{delivered_events: {'9' * 400}s}}}}", "agent.retention.delivered_events: must be at most 3650d"),
+    ],
+)
+def test_absurd_numbers_are_refused_within_documented_bounds(tmp_path: Path, text: str, expected: str) -> None:
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_the_largest_documented_numbers_load(tmp_path: Path) -> None:
+    config = load(tmp_path, "agent: {retention: {results_per_check: 1000000, resolved_evidence: 3650d}}")
+    assert config.agent.retention.results_per_check == 1_000_000
+    assert config.agent.retention.resolved_evidence == 3650 * 86400
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'checks: [{name: a, type: http, url: "http://bob:pw@127.0.0.1/", headers: {authorization: "Bearer x"}}]',
+        'checks: [{name: a, type: http, url: "http://bob@127.0.0.1/", headers: {Authorization: "Basic eA=="}}]',
+    ],
+)
+def test_an_http_check_with_url_user_info_and_an_authorization_header_is_an_error(tmp_path: Path, text: str) -> None:
+    [error] = errors(tmp_path, text)
+    assert error.startswith("checks[0].headers.") and error.lower().startswith("checks[0].headers.authorization: ")
+    assert error.endswith(": cannot go with a user name or password in url (every request would fail)")
+    assert "pw" not in error and "Bearer" not in error and "bob" not in error
+
+
+def test_a_webhook_with_url_user_info_and_an_authorization_header_is_an_error(tmp_path: Path) -> None:
+    assert errors(tmp_path, 'notifiers: [{name: w, type: webhook, url: "https://u:p@h/", headers: {Authorization: x}}]') == [
+        "notifiers[0].headers.Authorization: cannot go with a user name or password in url (every request would fail)"
+    ]
+
+
+def test_user_info_or_an_authorization_header_alone_is_fine(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        checks:
+          - {name: a, type: http, url: "http://bob:pw@127.0.0.1/"}
+          - {name: b, type: http, url: "http://127.0.0.1/", headers: {Authorization: "Bearer x"}}
+    """)
+    assert [c.name for c in config.checks] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ('{X-Token: "a\\nb"}', "checks[0].headers.X-Token: the value contains a control character such as a line break (not shown)"),
+        ('{"X Token": a}', "checks[0].headers['X Token']: invalid header name (use letters, digits and -)"),
+    ],
+)
+def test_a_header_an_http_client_refuses_is_an_error(tmp_path: Path, headers: str, expected: str) -> None:
+    assert errors(tmp_path, f'checks: [{{name: a, type: http, url: "http://127.0.0.1/", headers: {headers}}}]') == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("agent: {api: {listen: '127.0.0.1:²'}}", "agent.api.listen: expected host:port, got '127.0.0.1:²'"),
+        (f"agent: {{api: {{listen: '127.0.0.1:{'9' * 5000}'}}}}", "agent.api.listen: port must be between 1 and 65535, got a longer number"),
+        ("checks: [{name: a, type: http, url: 'http://h/', expect: {status: ['²']}}]",
+         "checks[0].expect.status: invalid status '²' (expected a code like 200 or a class like '2xx')"),
+        (f"checks: [{{name: a, type: http, url: 'http://h/', expect: {{status: ['{'9' * 5000}']}}}}]",
+         "checks[0].expect.status: invalid status '" + "9" * 5000 + "' (expected a code like 200 or a class like '2xx')"),
+    ],
+)
+def test_digits_other_than_ascii_and_endless_digits_are_plain_errors(tmp_path: Path, text: str, expected: str) -> None:
+    assert errors(tmp_path, text) == [expected]
+
+
 # --- plugins bring their own config ----------------------------------------------------------
 
 

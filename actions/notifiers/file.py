@@ -44,6 +44,13 @@ class FileNotifierConfig(NotifierConfigBase):
             return str(absolute(value, base_dir(info)))
         return value
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, value: str) -> str:
+        if os.path.isdir(value):  # every append would fail, and every event be retried for nothing
+            raise ValueError(f"{value} is a folder; name a file in it")
+        return value
+
 
 class FileNotifier(Notifier[FileNotifierConfig]):
     """Append each event as one JSON line to ``config.path``."""

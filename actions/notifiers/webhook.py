@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 import agent
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from agent import payload
 from agent.config import NotifierConfigBase
-from agent.config.types import HttpUrl, Secret, empty_is_none
+from agent.config.types import HttpHeaders, HttpUrl, Secret, empty_is_none, one_credential
 from agent.durations import format_duration
 from agent.neterrors import describe_os_error
 from agent.redact import url_secrets, value_masker
@@ -50,7 +50,12 @@ class WebhookNotifierConfig(NotifierConfigBase):
     type: Literal["webhook"]
     url: HttpUrl = Field(repr=False)  # chat webhook URLs carry their credential in the path
     secret: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
-    headers: Annotated[dict[str, str], Secret] = Field(default_factory=dict, repr=False)
+    headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
+
+    @field_validator("headers")
+    @classmethod
+    def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return one_credential(info.data.get("url"), value)
 
     @field_validator("secret")
     @classmethod

@@ -97,6 +97,8 @@ def message(error: Mapping[str, Any], model: type[BaseModel], known_keys: KnownK
         return "expected a string"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "expected a whole number"
+    if kind == "int_parsing_size":
+        return "number too long"
     if kind in ("bool_type", "bool_parsing"):
         return "expected true or false"
     if kind == "invalid_key":

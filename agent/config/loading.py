@@ -39,7 +39,15 @@ from agent.config.sections import (
     NotifierConfigBase,
 )
 
-__all__ = ["DEFAULT_LOCATIONS", "SECTIONS", "find_config", "load_config"]
+__all__ = [
+    "DEFAULT_LOCATIONS",
+    "MAX_ALIAS_VALUES",
+    "MAX_DEPTH",
+    "MAX_NUMBER_DIGITS",
+    "SECTIONS",
+    "find_config",
+    "load_config",
+]
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
 SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers")
@@ -185,8 +193,97 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 # --- reading the file ----------------------------------------------------------------------------
 
 
+MAX_DEPTH = 50
+"""Deepest nesting of lists and mappings read; a config needs about six levels."""
+
+MAX_ALIAS_VALUES = 100_000
+"""Values that aliases (``*name``) may add in all, counted as they are resolved: enough to share
+headers across thousands of checks, far too few for an alias bomb ("billion laughs")."""
+
+MAX_NUMBER_DIGITS = 100
+"""Longest whole number read; no setting takes more than a few digits."""
+
+
+_TAG_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "timestamp": "a date"}
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one."""
+    """SafeLoader that refuses what would hang, exhaust or crash the reading of a config.
+
+    Duplicate keys (YAML would silently keep the last one), an alias inside the value it names (a
+    loop), nesting deeper than ``MAX_DEPTH``, aliases that would add more than ``MAX_ALIAS_VALUES``
+    values, and a scalar its tag cannot read (``2001-13-45``, ``!!int x``): each becomes a
+    ``MarkedYAMLError`` at the line and column of the offending text.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}  # id(node) -> values in it once aliases are resolved
+        self._depth = 0
+        self._aliased = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self._next_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias is reported by the composer itself
+                size = self._sizes.get(id(target))
+                if size is None:  # still being composed: the alias sits inside its own value
+                    raise yaml.composer.ComposerError(
+                        None, None, f"alias *{event.anchor} refers to a value that contains it", event.start_mark
+                    )
+                self._aliased += size
+                if self._aliased > MAX_ALIAS_VALUES:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?)",
+                        event.start_mark,
+                    )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", self._next_event().start_mark
+                )
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is not None:
+            self._sizes[id(node)] = self._size(node)
+        return node
+
+    def _next_event(self) -> Any:
+        return self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the PyYAML stubs
+
+    def _size(self, node: yaml.Node) -> int:
+        """1 for the node and its children's sizes, each already known (children are composed first)."""
+        if isinstance(node, yaml.SequenceNode):
+            return 1 + sum(self._sizes[id(child)] for child in node.value)
+        if isinstance(node, yaml.MappingNode):
+            return 1 + sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
+        return 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int":
+            if sum(char.isalnum() for char in node.value) > MAX_NUMBER_DIGITS:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"number too long (more than {MAX_NUMBER_DIGITS} digits)", node.start_mark
+                )
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            # SafeConstructor's own converters fail with plain exceptions: `2001-13-45`, `!!int x`.
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            kind = _TAG_WORDS.get(tag, f"!!{tag}")
+            text = node.value if isinstance(node.value, str) else ""
+            shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown} as {kind} (quote it to make it a string)", node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
@@ -202,6 +299,14 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _parse(text: str) -> Any:
+    loader = _Loader(text)  # the reader checks every character here already
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[Any, Any]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -214,12 +319,19 @@ def _read_yaml(path: Path) -> dict[Any, Any]:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = _parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError([f"{where}: {problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        # The reader counts characters from the start; people count lines and columns.
+        at = int(exc.position)
+        line, column = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        problem = f"character U+{ord(char):04X} is not allowed (YAML allows only printable characters)"
+        raise ConfigError([f"{path}:{line}:{column}: {problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
     if data is None:
@@ -268,6 +380,8 @@ def _expand(
     """Interpolate every string value; a value that cannot be expanded becomes None and is reported."""
     if isinstance(node, str):
         text, problems = _interpolate(node, environ)
+        if "\0" in text:  # no path, name, URL or header can hold one: the OS and HTTP refuse it
+            problems.append("must not contain a NUL character")
         if problems:
             errors.extend((loc, problem) for problem in problems)
             failed.add(loc)

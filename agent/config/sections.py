@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections import Counter
 from collections.abc import Mapping
@@ -102,15 +103,17 @@ class ApiConfig(ConfigModel):
 
 def _split_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"expected host:port, got {value!r}")
+    # ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
+    if not sep or not host or not re.fullmatch(r"[0-9]+", port):
+        raise ValueError(f"expected host:port, got {value if len(value) <= 80 else value[:80] + '...'!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:{port}")
-    if not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be between 1 and 65535, got {port}")
-    return host, int(port)
+        raise ValueError("write an IPv6 address in brackets, e.g. [::1]:9810")
+    number = int(port) if len(port) <= 30 else 10**30  # int() of thousands of digits raises
+    if not 1 <= number <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {port if len(port) <= 30 else 'a longer number'}")
+    return host, number
 
 
 def _is_loopback(host: str) -> bool:
@@ -168,7 +171,14 @@ class AgentConfig(ConfigModel):
     @field_validator("state_dir")
     @classmethod
     def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        return absolute(value, base_dir(info))
+        path = absolute(value, base_dir(info))
+        # The daemon creates the folder (and its parents) at start: a file in the way stops it.
+        blocker = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+        if blocker is not None and not blocker.is_dir():
+            if blocker == path:
+                raise ValueError(f"{path} exists and is not a folder")
+            raise ValueError(f"{blocker} is not a folder, so {path} cannot be created")
+        return path
 
 
 _DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")

@@ -9,6 +9,7 @@ of the config contract (README, "Errors"), so it is written here once.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,13 +20,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from pydantic.fields import FieldInfo
 
 from agent import incidents
-from agent.durations import parse_duration
+from agent.durations import format_duration, parse_duration
 
 __all__ = [
     "SEVERITIES",
     "ConfigModel",
     "Count",
     "Duration",
+    "MAX_COUNT",
+    "MAX_DURATION",
+    "HttpHeaders",
     "HttpUrl",
     "Inherited",
     "Name",
@@ -40,6 +44,8 @@ __all__ = [
     "empty_is_none",
     "is_secret",
     "lower",
+    "one_credential",
+    "shown_number",
     "state_dir",
     "upper",
 ]
@@ -93,12 +99,19 @@ class Inherited(float):
     """
 
 
+MAX_DURATION = 3650 * 86400.0
+"""Longest duration taken (10 years): longer ones overflow timers and socket timeouts at run time."""
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, Inherited):
         return float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         raise ValueError(f"invalid duration {value!r} (a unit is required, e.g. '{value}s')")
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
+    return seconds
 
 
 def _positive_seconds(value: Any) -> float:
@@ -138,15 +151,29 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
-def _at_least_1(value: int) -> int:
+MAX_COUNT = 1_000_000
+"""Largest count taken (results kept, restarts, passing runs, checks at a time): larger ones are
+mistakes, and past 2**63 the store cannot even hold them."""
+
+
+def shown_number(value: int) -> str:
+    """A number as an error message quotes it: in full unless it is absurdly long."""
+    if abs(value) < 10**30:
+        return str(value)
+    return f"a number of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
+
+
+def _count_range(value: int) -> int:
     if value < 1:
-        raise ValueError(f"must be 1 or more, got {value}")
+        raise ValueError(f"must be 1 or more, got {shown_number(value)}")
+    if value > MAX_COUNT:
+        raise ValueError(f"must be at most {MAX_COUNT}, got {shown_number(value)}")
     return value
 
 
 def _port_range(value: int) -> int:
     if not 1 <= value <= 65535:
-        raise ValueError(f"must be between 1 and 65535, got {value}")
+        raise ValueError(f"must be between 1 and 65535, got {shown_number(value)}")
     return value
 
 
@@ -198,10 +225,52 @@ def empty_is_none(value: Any) -> Any:
 
 Name = Annotated[str, AfterValidator(_name)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
-Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_at_least_1)]
+Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_range)]
 Port = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_port_range)]
 Severity = Annotated[str, BeforeValidator(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+# --- HTTP headers ------------------------------------------------------------------------------
+
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Control characters other than tab: HTTP clients refuse them in a value (header injection).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _http_headers(value: dict[str, str]) -> dict[str, str]:
+    from agent.config.errors import keyed_error  # errors imports this module
+
+    for name, text in value.items():
+        # Reported at the header's own key; its value is never quoted (it is often a credential).
+        if not _TOKEN.fullmatch(name):
+            raise keyed_error(name, "invalid header name (use letters, digits and -)")
+        if _CONTROL.search(text):
+            raise keyed_error(name, "the value contains a control character such as a line break (not shown)")
+    return value
+
+
+HttpHeaders = Annotated[dict[str, str], AfterValidator(_http_headers)]
+
+
+def one_credential(url: str | None, headers: dict[str, str]) -> dict[str, str]:
+    """``headers``, unless one is an ``Authorization`` header while ``url`` carries a user name or
+    password: aiohttp refuses every request that has both. For a field validator of ``headers``."""
+    from urllib.parse import urlsplit
+
+    from agent.config.errors import keyed_error  # errors imports this module
+
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return headers
+    if parts.username is None and parts.password is None:
+        return headers
+    for name in headers:
+        if name.lower() == "authorization":
+            raise keyed_error(name, "cannot go with a user name or password in url (every request would fail)")
+    return headers
 
 
 # --- validation context ------------------------------------------------------------------------
