@@ -229,13 +229,16 @@ class Engine:
         if remove_containers and self.proc.poll() is None:
             import docker
 
-            client = self.client()
-            # Every container on this engine is one the tests created.
+            # Every container on this engine is one the tests created. An engine that does not
+            # answer (say, still starting) keeps none worth removing, and must still be stopped.
             with contextlib.suppress(docker.errors.DockerException):
-                for container in client.containers.list(all=True):
-                    with contextlib.suppress(docker.errors.DockerException):
-                        container.remove(force=True)
-            client.close()
+                client = self.client()
+                try:
+                    for container in client.containers.list(all=True):
+                        with contextlib.suppress(docker.errors.DockerException):
+                            container.remove(force=True)
+                finally:
+                    client.close()
         _stop_dockerd(self.proc, self.root / "exec")
         self.proc = None
 
