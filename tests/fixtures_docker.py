@@ -167,67 +167,99 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)
 
 
+class Engine:
+    """One ``dockerd`` with its socket, data and exec roots under ``root``; started and stopped
+    as often as a test likes (a restart keeps its data: containers, images)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket_path, self.pidfile, self.log = root / "docker.sock", root / "docker.pid", root / "dockerd.log"
+        self.url = f"unix://{self.socket_path}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def client(self, timeout: int = 10) -> docker.DockerClient:
+        import docker
+
+        return docker.DockerClient(base_url=self.url, version="auto", timeout=timeout)
+
+    def start(self) -> None:
+        """Start dockerd and wait until it answers a ping; skip (or fail under CI) if it cannot."""
+        dockerd = _find_dockerd()
+        if dockerd is None:
+            _unavailable("dockerd is not installed (apt-get install -y docker.io busybox-static)")
+        if not os.path.exists(BUSYBOX):
+            _unavailable(f"{BUSYBOX} is missing (apt-get install -y busybox-static)")
+        import docker
+
+        # fmt: off
+        command = [
+            dockerd, "--host", self.url, "--data-root", str(self.root / "data"),
+            "--exec-root", str(self.root / "exec"), "--pidfile", str(self.pidfile),
+            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+        ]
+        # fmt: on
+        with self.log.open("ab") as log_file:
+            # Own session: a Ctrl-C meant for pytest must not kill the engine before teardown runs.
+            self.proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_BOUND
+        while True:
+            if self.proc.poll() is not None:
+                _unavailable(
+                    f"dockerd exited with code {self.proc.returncode} at start; its log:\n" + _log_tail(self.log)
+                )
+            try:
+                client = self.client()  # version="auto" asks the engine already
+                try:
+                    client.ping()
+                    return
+                finally:
+                    client.close()
+            except docker.errors.DockerException:
+                pass
+            if time.monotonic() > deadline:
+                _unavailable(
+                    f"dockerd did not answer on {self.url} within {START_BOUND:g}s; its log:\n" + _log_tail(self.log)
+                )
+            time.sleep(0.1)
+
+    def stop(self, *, remove_containers: bool = False) -> None:
+        """Stop dockerd (SIGTERM, then SIGKILL if it hangs); first remove every container if asked."""
+        if self.proc is None:
+            return
+        if remove_containers and self.proc.poll() is None:
+            import docker
+
+            # Every container on this engine is one the tests created. An engine that does not
+            # answer (say, still starting) keeps none worth removing, and must still be stopped.
+            with contextlib.suppress(docker.errors.DockerException):
+                client = self.client()
+                try:
+                    for container in client.containers.list(all=True):
+                        with contextlib.suppress(docker.errors.DockerException):
+                            container.remove(force=True)
+                finally:
+                    client.close()
+        _stop_dockerd(self.proc, self.root / "exec")
+        self.proc = None
+
+
 @pytest.fixture(scope="session")
 def docker_url() -> Iterator[str]:
     """``unix://…`` of a dockerd started for this session, with ``TEST_IMAGE`` imported."""
     if os.geteuid() != 0:
         _unavailable("the tests are not running as root, and dockerd needs root")
-    dockerd = _find_dockerd()
-    if dockerd is None:
-        _unavailable("dockerd is not installed (apt-get install -y docker.io busybox-static)")
-    if not os.path.exists(BUSYBOX):
-        _unavailable(f"{BUSYBOX} is missing (apt-get install -y busybox-static)")
-    import docker
-
     root = _engine_root()
-    socket_path, pidfile, log = root / "docker.sock", root / "docker.pid", root / "dockerd.log"
-    url = f"unix://{socket_path}"
-    # fmt: off
-    command = [
-        dockerd, "--host", url, "--data-root", str(root / "data"),
-        "--exec-root", str(root / "exec"), "--pidfile", str(pidfile),
-        "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-    ]
-    # fmt: on
-    with log.open("wb") as log_file:
-        # Own session: a Ctrl-C meant for pytest must not kill the engine before teardown runs.
-        proc = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    client: docker.DockerClient | None = None
+    engine = Engine(root)
     try:
-        deadline = time.monotonic() + START_BOUND
-        while True:
-            if proc.poll() is not None:
-                _unavailable(
-                    f"dockerd exited with code {proc.returncode} at start; its log:\n"
-                    + _log_tail(log)
-                )
-            try:
-                client = docker.DockerClient(base_url=url, version="auto", timeout=10)
-                client.ping()
-                break
-            except docker.errors.DockerException:
-                if client is not None:
-                    client.close()
-                    client = None
-            if time.monotonic() > deadline:
-                _unavailable(
-                    f"dockerd did not answer on {url} within {START_BOUND:g}s; its log:\n"
-                    + _log_tail(log)
-                )
-            time.sleep(0.1)
-        _import_test_image(client)
-        yield url
-    finally:
-        if client is not None:
-            # Every container on this engine is one the tests created.
-            with contextlib.suppress(docker.errors.DockerException):
-                for container in client.containers.list(all=True):
-                    with contextlib.suppress(docker.errors.DockerException):
-                        container.remove(force=True)
+        engine.start()
+        client = engine.client()
+        try:
+            _import_test_image(client)
+        finally:
             client.close()
-        _stop_dockerd(proc, root / "exec")
+        yield engine.url
+    finally:
+        engine.stop(remove_containers=True)
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
