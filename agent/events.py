@@ -46,3 +46,4 @@ class Notification:
     event: Event
     evidence: dict[str, Any] | None  # the latest bundle (resolved, else opened), or None
     evidence_url: str
+    evidence_public: bool = False  # the link reaches the API from elsewhere (agent.api.public_url is set)

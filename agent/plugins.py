@@ -22,10 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["needs", "secret_values"]
 
 
-def secret_values(config: Config) -> list[str]:
+def secret_values(config: Config | BaseModel) -> list[str]:
     """Every configured value that must never be shown: the API token, webhook secrets, header
     values, the credentials inside any configured URL (user-info, token parameters), and whatever
-    else a plugin's model marks ``Secret``. Empty values are left out."""
+    else a plugin's model marks ``Secret``. Empty values are left out. Works on the whole config
+    or on one part of it (a notifier's own config)."""
     return list(dict.fromkeys(value for value in _secrets(config) if value))
 
 
@@ -35,6 +36,8 @@ def _secrets(model: BaseModel) -> Iterator[str]:
         if is_secret(field):
             if isinstance(value, str):
                 yield value
+                if "://" in value:  # a secret URL (a chat webhook): its credentials on their own too
+                    yield from url_secrets(value)
             elif isinstance(value, dict):
                 yield from (item for item in value.values() if isinstance(item, str))
         else:
