@@ -263,6 +263,7 @@ class Daemon:
         from agent.engine import Engine
         from agent.evidence import EvidenceCollector
         from agent.outbox import DeliveryPolicy, Outbox
+        from agent.routing import NotifierFilter
         from agent.scheduler import Scheduler
         from checks import CheckContext, build_check
 
@@ -283,6 +284,7 @@ class Daemon:
             notify_all=[n.name for n in cfg.notifiers],
             on_events=lambda: self.outbox.wake(),
             secrets=plugins.secret_values(cfg),
+            notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity) for n in cfg.notifiers},
         )
         notifiers = {n.name: build_notifier(n, lambda: self.context.http) for n in cfg.notifiers}
         self.outbox: Outbox = Outbox(
@@ -290,6 +292,7 @@ class Daemon:
             notifiers,
             evidence_url=self.evidence_url,
             evidence_ready=self.engine.evidence_ready,
+            evidence_public=cfg.agent.api.public_url is not None,
             policy=DeliveryPolicy(
                 retry_initial=cfg.agent.delivery.retry_initial,
                 retry_max=cfg.agent.delivery.retry_max,

@@ -11,9 +11,10 @@ are written here too; the write API's commands (ack, updates, comments) will joi
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ import structlog
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
 from agent.redact import value_masker
+from agent.routing import NotifierFilter, recipients
 from agent.store import Change, ResultRow, Store, new_id
 from checks.base import CheckResult
 
@@ -108,6 +110,7 @@ class Engine:
         notify_all: Iterable[str] = (),
         on_events: Callable[[], None] = lambda: None,
         secrets: Iterable[str] = (),
+        notifier_filters: Mapping[str, NotifierFilter] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -115,6 +118,7 @@ class Engine:
         self.evidence = evidence
         self.on_events = on_events
         self.secrets = tuple(s for s in secrets if s)
+        self.filters = dict(notifier_filters or {})
         self._mask = value_masker(self.secrets)
         self.clock = clock
         self.budget = HealBudget()
@@ -156,6 +160,7 @@ class Engine:
             events=[("incident.resolved", None)],
             notifiers=self._notify_all,
         )
+        self._filter(change, row["severity"])
         await self.store.run(self.store.apply, change)
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
@@ -220,6 +225,7 @@ class Engine:
                     "title": f"{cfg.name} failing: {result.message}",
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
+                    "tags": json.dumps(list(cfg.tags)),
                 }
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
@@ -227,6 +233,7 @@ class Engine:
             if event:
                 change.events.append((event, reason))
         change.state = transition.stored_state.to_json()
+        self._filter(change, cfg.severity)
         if not await self._write(change, check=cfg.name):
             return  # nothing adopted: the next result decides again
         tracked.state = transition.state
@@ -245,6 +252,11 @@ class Engine:
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
         if "heal" in kinds and tracked.healer is not None:
             self._spawn(self._heal(tracked, incident_id, tracked.healer))
+
+    def _filter(self, change: Change, severity: str) -> None:
+        """Each event of the change goes to the check's notifiers whose filters take it."""
+        for kind, _ in change.events:
+            change.notifiers_for[kind] = recipients(change.notifiers, self.filters, kind, severity)
 
     async def _write(self, change: Change, *, check: str) -> bool:
         """Apply one change; on failure log it, remember it for ``problems()`` and say so."""
@@ -283,6 +295,7 @@ class Engine:
                 events=[("incident.heal_failed", None)],
                 notifiers=tracked.config.notify,
             )
+            self._filter(change, tracked.config.severity)
             if not await self._write(change, check=tracked.config.name):
                 return
             tracked.state = state

@@ -67,12 +67,14 @@ class Outbox:
         *,
         evidence_url: Callable[[str], str],
         evidence_ready: Callable[[str, str], Awaitable[None]] | None = None,
+        evidence_public: bool = False,
         policy: DeliveryPolicy = DeliveryPolicy(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.notifiers = notifiers
         self.evidence_url = evidence_url
+        self.evidence_public = evidence_public  # agent.api.public_url is set: chat links are worth showing
         self.evidence_ready = evidence_ready
         self.policy = policy
         self.clock = clock
@@ -287,6 +289,7 @@ class Outbox:
             event=item.event,
             evidence=payload.latest_bundle(evidence),
             evidence_url=self.evidence_url(item.incident_id),
+            evidence_public=self.evidence_public,
         )
         try:
             body = notifier.render(notification)

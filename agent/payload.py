@@ -48,10 +48,17 @@ def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> di
         "container": row["container"],
         "resolve_reason": row["resolve_reason"],
         "heal": heal,
+        "tags": _tags(row.get("tags")),
         "timeline": [
             {"at": iso(t["at"]), "kind": t["kind"], "message": t["message"]} for t in timeline
         ],
     }
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [str(tag) for tag in value] if isinstance(value, list) else []
 
 
 def event_document(notification: Notification) -> dict[str, Any]:

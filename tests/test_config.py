@@ -138,7 +138,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
         "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
-        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
+        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0}, "tags": [],
     }
     redis = config.check("redis")
     assert isinstance(redis, TcpCheckConfig)
@@ -635,10 +635,10 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers)"),
-        ("# nothing yet\n", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers)"),
-        ("- a\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers), not a list"),
-        ("hello\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers), not a string"),
+        ("", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes)"),
+        ("# nothing yet\n", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes)"),
+        ("- a\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes), not a list"),
+        ("hello\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes), not a string"),
     ],
 )
 def test_an_empty_or_shapeless_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:

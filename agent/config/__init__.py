@@ -24,6 +24,8 @@ from agent.config.sections import (
     HealConfig,
     NotifierConfigBase,
     RetentionConfig,
+    RouteConfig,
+    RouteMatch,
 )
 from agent.config.types import SEVERITIES, ConfigModel
 from agent.durations import format_duration, parse_duration
@@ -42,6 +44,8 @@ __all__ = [
     "HealConfig",
     "NotifierConfigBase",
     "RetentionConfig",
+    "RouteConfig",
+    "RouteMatch",
     "find_config",
     "format_duration",
     "load_config",

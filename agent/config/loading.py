@@ -37,7 +37,9 @@ from agent.config.sections import (
     DockerConfig,
     HealKind,
     NotifierConfigBase,
+    RouteConfig,
 )
+from agent.routing import matches, route
 
 __all__ = [
     "DEFAULT_LOCATIONS",
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
-SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers")
+SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers", "routes")
 
 
 def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEFAULT_LOCATIONS) -> Path:
@@ -177,6 +179,22 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         notifiers.append(validate(model, raw, ("notifiers", i), context) if model else None)
     found.errors.extend(_duplicates(raw_notifiers, "notifiers", "notifier"))
 
+    routes = []
+    for i, raw in enumerate(_list_section(data, "routes", found.errors)):
+        loc = ("routes", i)
+        routes.append(validate(RouteConfig, raw, loc, base))
+        if isinstance(raw, Mapping):
+            found.errors.extend(_unknown_notifiers(raw.get("notify"), (*loc, "notify"), names))
+    explicit = {
+        raw["name"] for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
+    }
+    valid_checks = [c for c in checks if c is not None]
+    valid_routes = [r for r in routes if r is not None]
+    checks = [_routed(c, valid_routes, explicit) if c is not None else None for c in checks]
+    for i, candidate in enumerate(routes):
+        if candidate is not None and valid_checks and not any(matches(candidate.match, c) for c in valid_checks):
+            found.errors.append((("routes", i, "match"), "matches none of the configured checks"))
+
     if found.errors:
         raise ConfigError([f"{format_path(loc)}: {text}" for loc, text in in_file_order(found.errors, SECTIONS)])
     # Without errors every piece validated: no None is left in either list.
@@ -187,7 +205,16 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         defaults=defaults,
         checks=[c for c in checks if c is not None],
         notifiers=[n for n in notifiers if n is not None],
+        routes=[r for r in routes if r is not None],
     )
+
+
+def _routed(check: CheckConfigBase, routes: list[RouteConfig], explicit: set[str]) -> CheckConfigBase:
+    """The check with the notifiers its routes give it (its own ``notify`` wins)."""
+    if check.name in explicit or not routes:
+        return check
+    routed = route(check, routes, check.notify)
+    return check if routed is None else check.model_copy(update={"notify": routed})
 
 
 # --- reading the file ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ here. ``heal`` is generic in the same way: the key that names a registered heal 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -310,6 +311,7 @@ class CheckConfigBase(ConfigModel):
     notify: list[str]
     container: NonEmptyStr | None = None
     heal: HealConfig | None = None
+    tags: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -354,6 +356,60 @@ class NotifierConfigBase(ConfigModel):
     type: str
     timeout: PositiveDuration = 10.0
     give_up_after: PositiveDuration = 86400.0
+    events: list[str] | None = None  # short names (opened, resolved, …); None: every event
+    min_severity: Severity | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str] | None) -> list[str] | None:
+        from agent.routing import EVENT_NAMES
+
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must list at least one event (leave it out for every event)")
+        for name in value:
+            if name not in EVENT_NAMES:
+                close = difflib.get_close_matches(name, list(EVENT_NAMES), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown event {name!r} ({hint}expected some of: {', '.join(EVENT_NAMES)})")
+        return list(dict.fromkeys(value))
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+class RouteMatch(ConfigModel):
+    """What a route matches: every field given must hold; a field lists alternatives."""
+
+    severity: list[Severity] | None = None
+    check: list[Name] | None = None
+    tags: list[Name] | None = None
+    container: list[NonEmptyStr] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class RouteConfig(ConfigModel):
+    """One entry of ``routes:``: where the incidents of the checks it matches go."""
+
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    notify: list[Name]
+    continue_: bool = Field(False, alias="continue")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, populate_by_name=True)
+
+    @field_validator("notify")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one notifier (a route that sends nowhere)")
+        return value
 
 
 # --- the whole file ----------------------------------------------------------------------------
@@ -371,6 +427,7 @@ class Config(BaseModel):
     # SerializeAsAny: each entry is its type's own model, and dumps with all of its keys.
     checks: list[SerializeAsAny[CheckConfigBase]]
     notifiers: list[SerializeAsAny[NotifierConfigBase]]
+    routes: list[RouteConfig] = Field(default_factory=list)
 
     def check(self, name: str) -> CheckConfigBase:
         for check in self.checks:

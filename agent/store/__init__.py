@@ -255,7 +255,8 @@ class Store:
                     agent=self.agent_info,
                     reason=reason,
                 )
-                self.outbox.enqueue(event.id, change.incident_id, sequence, change.notifiers, change.at)
+                notifiers = change.notifiers_for.get(kind, change.notifiers)
+                self.outbox.enqueue(event.id, change.incident_id, sequence, notifiers, change.at)
             return snapshot
 
     # -- retention -------------------------------------------------------------------------

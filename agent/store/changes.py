@@ -27,4 +27,5 @@ class Change:
     timeline: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
     events: list[tuple[str, str | None]] = field(default_factory=list)  # (event kind, reason)
     notifiers: Sequence[str] = ()
+    notifiers_for: dict[str, Sequence[str]] = field(default_factory=dict)  # per event kind, after filters
     heal_attempt: tuple[str, str] | None = None  # (heal kind, target) spent from the budget
