@@ -419,7 +419,7 @@ async def test_no_planted_secret_reaches_any_output(
                          "interval": 100 * MS, "timeout": 1000 * MS, "retries": 1},
         )
         checks = [
-            {"name": "db", "type": "container", "container": container},
+            {"name": "db", "type": "container", "container": container, "interval": "2s", "timeout": "2s"},  # a slow engine under load must not turn it into a timeout
             {"name": "web-userinfo", "type": "http", "url": secret_url(target.port, "/echo")},
             {"name": "web-auth", "type": "http", "url": f"http://127.0.0.1:{target.port}/echo",
              "headers": {"Authorization": f"Bearer {HEADER_TOKEN}", "X-Api-Key": HEADER_KEY}},
