@@ -6,15 +6,31 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 from __future__ import annotations
 
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
+from actions.notifiers.discord import DiscordNotifier
 from actions.notifiers.file import FileNotifier
+from actions.notifiers.slack import SlackNotifier
+from actions.notifiers.teams import TeamsNotifier
 from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
 
-__all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
+__all__ = [
+    "NOTIFIER_TYPES",
+    "Delivery",
+    "DiscordNotifier",
+    "FileNotifier",
+    "Notifier",
+    "SlackNotifier",
+    "TeamsNotifier",
+    "WebhookNotifier",
+    "build_notifier",
+]
 
 NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     WebhookNotifier.type: WebhookNotifier,
     FileNotifier.type: FileNotifier,
+    SlackNotifier.type: SlackNotifier,
+    DiscordNotifier.type: DiscordNotifier,
+    TeamsNotifier.type: TeamsNotifier,
 }
 
 

@@ -133,7 +133,7 @@ class HttpNotifier(Notifier[ConfigT]):
         async with asyncio.timeout(timeout):
             async with self._http().request(
                 request.method,
-                request.url,
+                as_sent(request.url),
                 data=body,
                 headers=headers,
                 allow_redirects=False,
@@ -141,6 +141,19 @@ class HttpNotifier(Notifier[ConfigT]):
             ) as resp:
                 head = await resp.content.read(READ_LIMIT)
                 return self.classify(Answer(resp.status, resp.headers, head, now))
+
+
+def as_sent(url: str) -> Any:
+    """``url`` exactly as configured when it is already a valid encoded URL, else as aiohttp reads it.
+
+    aiohttp would otherwise re-quote it and decode ``%2F`` in the query: a signed URL (a Teams
+    Workflows hook's ``sp=%2Ftriggers%2F…&sig=…``) must reach the service byte for byte.
+    """
+    if url.isascii() and url.isprintable() and " " not in url:
+        from yarl import URL
+
+        return URL(url, encoded=True)
+    return url
 
 
 def classify_answer(answer: Answer, redact: Callable[[str], str]) -> Delivery:
@@ -217,6 +230,7 @@ __all__ = [
     "Answer",
     "HttpNotifier",
     "Request",
+    "as_sent",
     "classify_answer",
     "classify_error",
     "parse_retry_after",
