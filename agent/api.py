@@ -1,7 +1,8 @@
-"""The agent's HTTP API (aiohttp): health, checks, incidents and their evidence. Read-only.
+"""The agent's HTTP API (aiohttp): health, checks, incidents and their evidence, and the deliveries.
 
-It never decides anything and knows nothing of the daemon: it is given three small read
-interfaces (``HealthFacts``, ``CheckBoard``, ``IncidentReader``) and formats what they say.
+It never decides anything and knows nothing of the daemon: it is given small interfaces
+(``HealthFacts``, ``CheckBoard``, ``IncidentReader``, ``DeliveryDesk``) and formats what they say.
+Its one write puts a dead delivery back in the queue.
 ``/health`` answers from memory only (``HealthFacts`` is synchronous), so a database held by
 another process never slows it down. With a token, every route but ``/health`` needs
 ``Authorization: Bearer …``. Every error, aiohttp's own included (a malformed request line, an
@@ -34,6 +35,8 @@ from agent.payload import iso
 log = structlog.get_logger("lifeguard.api")
 
 INCIDENT_ID = re.compile(r"^inc_[0-9a-f]{12,}$")
+DELIVERY_ID = re.compile(r"[0-9]{1,18}")  # fits SQLite's integer
+DELIVERY_STATUSES = ("pending", "dead", "delivered")
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes '²' and '①'
 PENDING_TOO_LONG = 60.0  # seconds an event may wait before /health says degraded
 SHOWN = 40  # characters of a rejected value echoed in an error message
@@ -86,6 +89,26 @@ class IncidentReader(Protocol):
     async def evidence(self, incident_id: str) -> dict[str, Any]: ...
 
 
+class DeliveryDesk(Protocol):
+    """The outbox's deliveries: read them, and put a dead one back in the queue."""
+
+    async def list_deliveries(self, status: str | None, notifier: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first; times as epoch seconds."""
+        ...
+
+    async def retry_delivery(self, delivery_id: int) -> RetryAnswer:
+        """Queue a dead delivery for an attempt now, and wake the outbox."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAnswer:
+    """What asking for a retry came to: the delivery as it now is (None: no such delivery), or why not."""
+
+    delivery: dict[str, Any] | None
+    refused: str | None = None  # "delivery 12 is pending, not dead"
+
+
 @dataclass(frozen=True, slots=True)
 class _Sources:
     agent_name: str
@@ -93,6 +116,7 @@ class _Sources:
     health: HealthFacts
     board: CheckBoard
     incidents: IncidentReader
+    deliveries: DeliveryDesk
     clock: Callable[[], float]
 
 
@@ -106,15 +130,18 @@ def create_app(
     health: HealthFacts,
     board: CheckBoard,
     incidents: IncidentReader,
+    deliveries: DeliveryDesk,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors_and_auth])
-    app[SOURCES] = _Sources(agent_name, token or None, health, board, incidents, clock)
+    app[SOURCES] = _Sources(agent_name, token or None, health, board, incidents, deliveries, clock)
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
     app.router.add_get("/api/incidents", incidents_route)
     app.router.add_get("/api/incidents/{id}", incident_route)
     app.router.add_get("/api/incidents/{id}/evidence", evidence_route)
+    app.router.add_get("/api/deliveries", deliveries_route)
+    app.router.add_post("/api/deliveries/{id}/retry", retry_route)
     app.router.add_get("/api/openapi.json", openapi_route)
     return app
 
@@ -271,11 +298,63 @@ async def incidents_route(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status not in (None, "open", "resolved"):
         return error(400, "bad_parameter", f"status: expected open or resolved, got {_shown(status)}")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    rows = await request.app[SOURCES].incidents.list_incidents(status, limit)
+    return web.json_response({"incidents": rows})
+
+
+def _limit(request: web.Request) -> int | web.Response:
     raw_limit = request.query.get("limit", "50")
     if not LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= 1000:
         return error(400, "bad_parameter", f"limit: expected an integer 1..1000, got {_shown(raw_limit)}")
-    rows = await request.app[SOURCES].incidents.list_incidents(status, int(raw_limit))
-    return web.json_response({"incidents": rows})
+    return int(raw_limit)
+
+
+def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One delivery as the API shows it: times in ISO, the next attempt only while one is due."""
+    pending = row["status"] == "pending"
+    return {
+        "id": row["id"],
+        "event_id": row["event_id"],
+        "event": row["event"],
+        "incident_id": row["incident_id"],
+        "notifier": row["notifier"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "next_attempt_at": iso(row["next_attempt_at"]) if pending else None,
+        "delivered_at": iso(row["delivered_at"]),
+    }
+
+
+async def deliveries_route(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        expected = ", ".join(DELIVERY_STATUSES)
+        return error(400, "bad_parameter", f"status: expected one of {expected}, got {_shown(status)}")
+    notifier = request.query.get("notifier")
+    if notifier is not None and not notifier.strip():
+        return error(400, "bad_parameter", "notifier: expected a notifier name, got ''")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    rows = await request.app[SOURCES].deliveries.list_deliveries(status, notifier, limit)
+    return web.json_response({"deliveries": [delivery_view(row) for row in rows]})
+
+
+async def retry_route(request: web.Request) -> web.Response:
+    raw_id = request.match_info["id"]
+    if not DELIVERY_ID.fullmatch(raw_id):
+        return error(400, "bad_id", f"not a delivery id: {_shown(raw_id)}")
+    answer = await request.app[SOURCES].deliveries.retry_delivery(int(raw_id))
+    if answer.delivery is None:
+        return error(404, "not_found", f"no delivery {int(raw_id)}")
+    if answer.refused is not None:
+        return error(409, "conflict", answer.refused)
+    log.info("delivery.requeued", delivery_id=answer.delivery["id"], notifier=answer.delivery["notifier"])
+    return web.json_response(delivery_view(answer.delivery))
 
 
 async def _known_incident(request: web.Request) -> tuple[str, dict[str, Any] | web.Response]:

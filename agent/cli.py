@@ -1,8 +1,9 @@
-"""The ``lifeguard`` command: run, check-config, once, gen-secret.
+"""The ``lifeguard`` command: run, check-config, once, gen-secret, notify test, deliveries.
 
 Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
 invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
 unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
+``notify test`` and ``deliveries``: see ``agent.cli_ops``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[with_config], help="validate the config and exit")
     sub.add_parser("once", parents=[with_config], help="run every check once, print a table")
     sub.add_parser("gen-secret", parents=[common], help="print a new whsec_ webhook secret")
+    notify = sub.add_parser("notify", help="notifier tools").add_subparsers(dest="action", required=True)
+    test = notify.add_parser("test", parents=[with_config], help="send a test message through one notifier")
+    test.add_argument("name", help="the notifier's name in the config")
+    deliveries = sub.add_parser("deliveries", help="the running agent's deliveries (its API)")
+    actions = deliveries.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[with_config], help="deliveries, newest first")
+    listing.add_argument("--status", choices=["pending", "dead", "delivered"])
+    listing.add_argument("--notifier", help="only this notifier's")
+    listing.add_argument("--limit", type=int, help="how many (1-1000, default 50)")
+    retry = actions.add_parser("retry", parents=[with_config], help="put a dead delivery back in the queue")
+    retry.add_argument("id", help="the delivery's id (deliveries list)")
     return parser
 
 
@@ -72,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
+    if args.command in ("notify", "deliveries"):
+        return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
     from agent.plugins import secret_values
@@ -88,6 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     if daemon.refused is not None:
         print(f"lifeguard: {daemon.refused}", file=sys.stderr)
     return _without_stuck_threads(code)
+
+
+def _operate(args: argparse.Namespace, config: Config) -> int:
+    from agent import cli_ops
+    from agent import logging as lg
+    from agent.plugins import secret_values
+
+    lg.configure(args.log_level or "warning", stream=sys.stderr, secrets=secret_values(config))
+    if args.command == "notify":
+        return cli_ops.notify_test(config, args.name)
+    if args.action == "list":
+        return cli_ops.deliveries_list(config, args.status, args.notifier, args.limit)
+    return cli_ops.deliveries_retry(config, args.id)
 
 
 def _warn_if_secrets_exposed(path: Path, secrets: list[str]) -> None:

@@ -39,7 +39,7 @@ from agent.store import Store, StoreUnusable
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
-    from agent.api import OutboxFigures
+    from agent.api import OutboxFigures, RetryAnswer
     from agent.config import Config
     from agent.dockerclient import DockerEngine
     from agent.engine import Engine
@@ -128,6 +128,34 @@ class _StoreReader:
     def unanswered_for(self) -> float:
         """Seconds the store has kept the current refresh waiting (0 when none is out)."""
         return 0.0 if self._asked_at is None else time.monotonic() - self._asked_at
+
+
+class _DeliveryDesk:
+    """``api.DeliveryDesk`` over the store; a delivery put back in the queue wakes the outbox."""
+
+    def __init__(self, store: Store, outbox: Outbox) -> None:
+        self.store = store
+        self.outbox = outbox
+
+    async def list_deliveries(self, status: str | None, notifier: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self.store.run(self.store.outbox.list, status, notifier, limit)
+
+    async def retry_delivery(self, delivery_id: int) -> RetryAnswer:
+        from agent.api import RetryAnswer
+
+        def revive() -> RetryAnswer:  # one store call: read, decide and write without a gap
+            row = self.store.outbox.get(delivery_id)
+            if row is None or row["status"] != "dead":
+                return RetryAnswer(row, None if row is None else f"delivery {delivery_id} is {row['status']}, not dead")
+            if row["notifier"] not in self.outbox.notifiers:
+                return RetryAnswer(row, f"notifier {row['notifier']!r} is no longer in the config")
+            self.store.outbox.revive(delivery_id, time.time())
+            return RetryAnswer(self.store.outbox.get(delivery_id))
+
+        answer = await self.store.run(revive)
+        if answer.delivery is not None and answer.refused is None:
+            self.outbox.wake()
+        return answer
 
 
 class _Health:
@@ -386,6 +414,7 @@ class Daemon:
             health=_Health(self),
             board=self.engine,
             incidents=self.reader,
+            deliveries=_DeliveryDesk(self.store, self.outbox),
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
         await runner.setup()

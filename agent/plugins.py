@@ -34,11 +34,12 @@ def _secrets(model: BaseModel) -> Iterator[str]:
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if is_secret(field):
-            if isinstance(value, str):
-                yield value
-                if "://" in value:  # a secret URL (a chat webhook): its credentials on their own too
-                    yield from url_secrets(value)
-            elif isinstance(value, dict):
+            for item in value if isinstance(value, (list, tuple)) else [value]:  # a list: each item
+                if isinstance(item, str):
+                    yield item
+                    if "://" in item:  # a secret URL (a chat webhook): its credentials on their own too
+                        yield from url_secrets(item)
+            if isinstance(value, dict):
                 yield from (item for item in value.values() if isinstance(item, str))
         else:
             yield from _secrets_below(value)

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from agent.api import ApiRunner, CheckView, OutboxFigures, checks_status, create_app
+from agent.api import ApiRunner, CheckView, OutboxFigures, RetryAnswer, checks_status, create_app
 from checks.base import CheckResult
 from tests.fixtures_agent import agent_config, free_port, poll
 
@@ -72,10 +72,30 @@ class Reader:
 
 
 @dataclass
+class Desk:
+    """The outbox's deliveries, as a dict by id; ``retry_delivery`` acts as the daemon's does."""
+
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    asked: list[tuple[str | None, str | None, int]] = field(default_factory=list)
+
+    async def list_deliveries(self, status: str | None, notifier: str | None, limit: int) -> list[dict[str, Any]]:
+        self.asked.append((status, notifier, limit))
+        return sorted(self.rows.values(), key=lambda r: -r["id"])[:limit]
+
+    async def retry_delivery(self, delivery_id: int) -> RetryAnswer:
+        row = self.rows.get(delivery_id)
+        if row is None or row["status"] != "dead":
+            return RetryAnswer(row, None if row is None else f"delivery {delivery_id} is {row['status']}, not dead")
+        row.update(status="pending", next_attempt_at=T0)
+        return RetryAnswer(row)
+
+
+@dataclass
 class Sources:
     health: Facts = field(default_factory=Facts)
     board: Board = field(default_factory=Board)
     incidents: Reader = field(default_factory=Reader)
+    deliveries: Desk = field(default_factory=Desk)
 
 
 Client = Callable[..., Awaitable[TestClient]]
@@ -88,7 +108,8 @@ async def api() -> AsyncIterator[Client]:
     async def make(sources: Sources | None = None, token: str | None = None) -> TestClient:
         s = sources or Sources()
         app = create_app(
-            agent_name="web-01", token=token, health=s.health, board=s.board, incidents=s.incidents, clock=lambda: T0
+            agent_name="web-01", token=token, health=s.health, board=s.board, incidents=s.incidents,
+            deliveries=s.deliveries, clock=lambda: T0,
         )
         client = TestClient(TestServer(app))
         await client.start_server()
@@ -271,7 +292,9 @@ async def test_the_openapi_document_is_served_and_names_every_route(api: Client)
     assert (await get(client, "/api/openapi.json"))[0] == 401
     status, doc = await get(client, "/api/openapi.json", token="t0ken")
     assert status == 200 and doc["openapi"].startswith("3.1")
-    app = create_app(agent_name="x", token=None, health=Facts(), board=Board(), incidents=Reader())
+    app = create_app(
+        agent_name="x", token=None, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk()
+    )
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource is not None}
     documented = {(m, path) for path, ops in doc["paths"].items() for m in ops}
     assert documented == {(m, p) for m, p in routes if m != "head"}
@@ -282,7 +305,10 @@ async def test_the_openapi_document_is_served_and_names_every_route(api: Client)
 async def served() -> AsyncIterator[int]:
     """The API served as the daemon serves it (``ApiRunner``) on 127.0.0.1, with a token."""
     s = Sources()
-    app = create_app(agent_name="web-01", token="t0ken", health=s.health, board=s.board, incidents=s.incidents)
+    app = create_app(
+        agent_name="web-01", token="t0ken", health=s.health, board=s.board, incidents=s.incidents,
+        deliveries=s.deliveries,
+    )
     runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     port = free_port()

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from agent.api import OPENAPI, ApiRunner, CheckView, OutboxFigures, create_app
+from agent.api import OPENAPI, ApiRunner, CheckView, OutboxFigures, RetryAnswer, create_app
 from checks.base import CheckResult
 from tests.fixtures_agent import free_port
 
@@ -74,13 +74,39 @@ class Reader:
         return {"opened": {"phase": "opened"}, "resolved": None}
 
 
+class Desk:
+    """Delivery 1 is dead (a retry queues it), 2 delivered (a retry conflicts), any other unknown."""
+
+    def row(self, delivery_id: int) -> dict[str, Any]:
+        dead = delivery_id == 1
+        return {
+            "id": delivery_id, "event_id": "evt_0195f0c2a1b2c3d4e5f6", "event": "incident.opened", "incident_id": INC,
+            "notifier": "ops", "status": "dead" if dead else "delivered", "attempts": 3,
+            "last_error": "HTTP 400: invalid_payload" if dead else None, "next_attempt_at": T0,
+            "delivered_at": None if dead else T0,
+        }
+
+    async def list_deliveries(self, status: str | None, notifier: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = [self.row(2), self.row(1)]
+        return [r for r in rows if status in (None, r["status"]) and notifier in (None, r["notifier"])][:limit]
+
+    async def retry_delivery(self, delivery_id: int) -> RetryAnswer:
+        if delivery_id == 1:
+            return RetryAnswer(dict(self.row(1), status="pending"))
+        if delivery_id == 2:
+            return RetryAnswer(self.row(2), "delivery 2 is delivered, not dead")
+        return RetryAnswer(None)
+
+
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     loop = asyncio.new_event_loop()
     port = free_port()
 
     async def start() -> ApiRunner:
-        app = create_app(agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader())
+        app = create_app(
+            agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk()
+        )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         from aiohttp import web

@@ -375,11 +375,12 @@ def test_build_notifier_picks_the_class_by_type(tmp_path: Path) -> None:
 
     assert (type(hook), hook.name) == (WebhookNotifier, "hooks")
     assert (type(audit), audit.name) == (FileNotifier, "audit")
-    assert {"webhook", "file", "slack", "discord", "teams"} <= set(NOTIFIER_TYPES)
+    assert {"webhook", "file", "slack", "discord", "teams", "apprise"} <= set(NOTIFIER_TYPES)
 
 
 def test_build_notifier_rejects_an_unknown_type() -> None:
     config = SimpleNamespace(name="chat", type="slak")
 
-    with pytest.raises(ValueError, match=r"notifier 'chat': unknown type 'slak' \(known: discord, file, slack, teams, webhook\)"):
+    known = ", ".join(sorted(NOTIFIER_TYPES))
+    with pytest.raises(ValueError, match=rf"notifier 'chat': unknown type 'slak' \(known: {known}\)"):
         build_notifier(config, lambda: pytest.fail("not used"))

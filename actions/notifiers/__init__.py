@@ -5,6 +5,7 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 
 from __future__ import annotations
 
+from actions.notifiers.apprise import AppriseNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.discord import DiscordNotifier
 from actions.notifiers.file import FileNotifier
@@ -31,6 +32,7 @@ NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     SlackNotifier.type: SlackNotifier,
     DiscordNotifier.type: DiscordNotifier,
     TeamsNotifier.type: TeamsNotifier,
+    AppriseNotifier.type: AppriseNotifier,
 }
 
 

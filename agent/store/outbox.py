@@ -20,6 +20,10 @@ FIRST_IN_LINE = """NOT EXISTS (
     WHERE p.notifier = o.notifier AND p.incident_id = o.incident_id
       AND p.status = 'pending' AND p.sequence < o.sequence)"""
 NOT_EXCLUDED = "o.id NOT IN (SELECT value FROM json_each(?))"
+_LISTED = (
+    "SELECT o.id, o.event_id, e.kind AS event, o.incident_id, o.notifier, o.status, o.attempts,"
+    " o.last_error, o.next_attempt_at, o.delivered_at FROM outbox AS o JOIN events AS e ON e.id = o.event_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,32 @@ class OutboxRepo(Repo):
             sql += " WHERE o.incident_id = ?"
             args = (incident_id,)
         return [dict(r) for r in self.db.execute(sql + " ORDER BY o.id", args).fetchall()]
+
+    def list(self, status: str | None = None, notifier: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Deliveries, newest first, as the deliveries API shows them (times as epoch seconds)."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("o.status", status), ("o.notifier", notifier)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = _LISTED
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY o.id DESC LIMIT ?", (*args, limit)).fetchall()]
+
+    def get(self, item_id: int) -> dict[str, Any] | None:
+        """One delivery as ``list`` shows it, or None."""
+        row = self.db.execute(f"{_LISTED} WHERE o.id = ?", (item_id,)).fetchone()
+        return None if row is None else dict(row)
+
+    def revive(self, item_id: int, at: float) -> bool:
+        """Put a dead delivery back in the queue, due at ``at``, its attempts kept; False if it is not dead."""
+        with self._store.transaction():
+            return self.db.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status = 'dead'",
+                (at, item_id),
+            ).rowcount == 1
 
     def prune_delivered(self, before: float) -> int:
         return self.db.execute(
