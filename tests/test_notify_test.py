@@ -86,7 +86,7 @@ async def test_an_unknown_name_or_a_bad_config_exits_2(tmp_path: Path) -> None:
 
 async def test_the_test_message_passes_whatever_the_notifiers_filters_say(receiver: Receiver, tmp_path: Path) -> None:
     """A notifier that takes only resolved SEV-1 events still gets the (SEV-4, notifier.test) test."""
-    hook = {"name": "hook", "type": "webhook", "url": receiver.url, "events": ["resolved"],
+    hook = {"name": "hook", "type": "webhook", "url": receiver.url, "secret": SECRET, "events": ["resolved"],
             "min_severity": "critical"}
     code, out, err = await notify_test(write_config(tmp_path, [hook]), "hook")
     assert (code, out) == (0, "hook: delivered (HTTP 200)\n"), err
