@@ -7,14 +7,27 @@ from __future__ import annotations
 
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.file import FileNotifier
+from actions.notifiers.opsgenie import OpsgenieNotifier
+from actions.notifiers.pagerduty import PagerDutyNotifier
 from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
 
-__all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
+__all__ = [
+    "NOTIFIER_TYPES",
+    "Delivery",
+    "FileNotifier",
+    "Notifier",
+    "OpsgenieNotifier",
+    "PagerDutyNotifier",
+    "WebhookNotifier",
+    "build_notifier",
+]
 
 NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     WebhookNotifier.type: WebhookNotifier,
     FileNotifier.type: FileNotifier,
+    PagerDutyNotifier.type: PagerDutyNotifier,
+    OpsgenieNotifier.type: OpsgenieNotifier,
 }
 
 
