@@ -9,6 +9,8 @@ from actions.notifiers.apprise import AppriseNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.discord import DiscordNotifier
 from actions.notifiers.file import FileNotifier
+from actions.notifiers.opsgenie import OpsgenieNotifier
+from actions.notifiers.pagerduty import PagerDutyNotifier
 from actions.notifiers.slack import SlackNotifier
 from actions.notifiers.teams import TeamsNotifier
 from actions.notifiers.webhook import WebhookNotifier
@@ -22,6 +24,8 @@ __all__ = [
     "Notifier",
     "SlackNotifier",
     "TeamsNotifier",
+    "OpsgenieNotifier",
+    "PagerDutyNotifier",
     "WebhookNotifier",
     "build_notifier",
 ]
@@ -33,6 +37,8 @@ NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     DiscordNotifier.type: DiscordNotifier,
     TeamsNotifier.type: TeamsNotifier,
     AppriseNotifier.type: AppriseNotifier,
+    PagerDutyNotifier.type: PagerDutyNotifier,
+    OpsgenieNotifier.type: OpsgenieNotifier,
 }
 
 

@@ -49,6 +49,9 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
     content_type: str = "application/json"
+    # What goes on the wire when it is not the rendered body as is: a credential added at each
+    # attempt (so it is never frozen into the store), or a rendered envelope unwrapped.
+    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ class HttpNotifier(Notifier[ConfigT]):
             async with self._http().request(
                 request.method,
                 as_sent(request.url),
-                data=body,
+                data=body if request.body is None else request.body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
