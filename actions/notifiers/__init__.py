@@ -6,15 +6,28 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 from __future__ import annotations
 
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
+from actions.notifiers.email import EmailNotifier
 from actions.notifiers.file import FileNotifier
+from actions.notifiers.telegram import TelegramNotifier
 from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
 
-__all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
+__all__ = [
+    "NOTIFIER_TYPES",
+    "Delivery",
+    "EmailNotifier",
+    "FileNotifier",
+    "Notifier",
+    "TelegramNotifier",
+    "WebhookNotifier",
+    "build_notifier",
+]
 
 NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     WebhookNotifier.type: WebhookNotifier,
     FileNotifier.type: FileNotifier,
+    TelegramNotifier.type: TelegramNotifier,
+    EmailNotifier.type: EmailNotifier,
 }
 
 
