@@ -181,7 +181,8 @@ class SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.tls.append(session.ssl is not None)
+        # STARTTLS fills session.ssl; an implicit-TLS connection shows in the transport.
+        self.tls.append(session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None)
         if self.data_replies:
             return self.data_replies.pop(0)
         self.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
@@ -207,11 +208,11 @@ class SmtpServer:
         def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
             ok = isinstance(auth_data, LoginPassword) and logins is not None and (
                 logins.get(auth_data.login.decode()) == auth_data.password.decode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535 itself
 
         kwargs: dict[str, Any] = {}
         if logins is not None:
-            kwargs |= {"authenticator": authenticate, "auth_required": True, "auth_require_tls": mode != "none"}
+            kwargs |= {"authenticator": authenticate, "auth_required": mode != "none", "auth_require_tls": mode != "none"}
         if mode == "starttls":
             kwargs |= {"tls_context": server_context, "require_starttls": True}
         elif mode == "ssl":

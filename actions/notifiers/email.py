@@ -182,7 +182,7 @@ class EmailNotifier(Notifier[EmailNotifierConfig]):
             if isinstance(cause, OSError):
                 return Delivery("retry", self.redact(describe_os_error(cause)))
             return Delivery("retry", self.redact(f"cannot connect: {exc}"))
-        if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        if isinstance(exc, aiosmtplib.SMTPNotSupported) or "not supported by server" in str(exc):
             # The server does not offer what the config requires (STARTTLS, AUTH): a setting to fix.
             return Delivery("dead", self.redact(f"not supported by the server: {exc}"))
         if isinstance(exc, (aiosmtplib.SMTPException, OSError)):
@@ -237,6 +237,9 @@ def render_email(notification: Notification, *, sender: str, to: list[str]) -> b
     for part in mail.iter_parts():
         if part.get_content_type() == "multipart/alternative":
             part.set_boundary(f"=_lifeguard_alt_{_id_part(event.id)}")
+    for part in mail.walk():
+        if part is not mail:
+            del part["MIME-Version"]  # the stdlib repeats it on parts; it belongs on the message only
     return mail.as_bytes()
 
 
