@@ -375,11 +375,11 @@ def test_build_notifier_picks_the_class_by_type(tmp_path: Path) -> None:
 
     assert (type(hook), hook.name) == (WebhookNotifier, "hooks")
     assert (type(audit), audit.name) == (FileNotifier, "audit")
-    assert set(NOTIFIER_TYPES) == {"webhook", "file"}
+    assert set(NOTIFIER_TYPES) == {"webhook", "file", "telegram", "email"}
 
 
 def test_build_notifier_rejects_an_unknown_type() -> None:
     config = SimpleNamespace(name="chat", type="slak")
 
-    with pytest.raises(ValueError, match=r"notifier 'chat': unknown type 'slak' \(known: file, webhook\)"):
+    with pytest.raises(ValueError, match=r"notifier 'chat': unknown type 'slak' \(known: email, file, telegram, webhook\)"):
         build_notifier(config, lambda: pytest.fail("not used"))

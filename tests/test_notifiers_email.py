@@ -7,6 +7,7 @@ import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from actions.notifiers import NOTIFIER_TYPES, build_notifier
 from actions.notifiers.base import Delivery
-from actions.notifiers.email import EmailNotifier, EmailNotifierConfig, render_email
+from actions.notifiers.email import EmailNotifier, EmailNotifierConfig
 from agent.events import Notification
 from tests.channel_servers import SmtpServer
 from tests.fixtures_agent import free_port
@@ -85,10 +86,7 @@ def test_the_message_is_the_golden_bytes(notification: Notification) -> None:  #
     check_golden("incident-opened.email.eml", body)
     assert body == mailer(25).render(n)  # pure: the same event, the same bytes
     assert b"\r\n" in body and b"\n" not in body.replace(b"\r\n", b"")
-    message = EmailMessage()
-    from email import message_from_bytes, policy
-
-    message = message_from_bytes(body, policy=policy.default)  # type: ignore[assignment]
+    message = message_from_bytes(body, policy=policy.default)
     assert message["Subject"] == "[SEV-1][OPENED] api failing: HTTP 500"
     assert message["Message-ID"] == "<evt_019ab5d2c7e84f1a9c3b2d10@example.com>"
     assert message["References"] == "<inc_019ab5d2c7e8a1b2c3d4e5f6@example.com>"
@@ -111,8 +109,6 @@ def build_text(n: Notification) -> str:
 def test_markup_and_header_injection_stay_text() -> None:
     evil = HOSTILE + "\r\nBcc: thief@evil.example\r\n\r\n--=_lifeguard_mixed_evt_1\r\n"
     body = mailer(25).render(hostile_notification(evil))
-    from email import message_from_bytes, policy
-
     message = message_from_bytes(body, policy=policy.default)
     assert message["Bcc"] is None and len(list(message.walk())) == 5  # mixed, alternative, plain, html, json
     assert "\n" not in message["Subject"] and message["Subject"].startswith("[SEV-1][OPENED] api failing: <b>bold</b>")
@@ -125,8 +121,6 @@ def test_markup_and_header_injection_stay_text() -> None:
 
 def test_a_long_subject_is_cut_to_one_line() -> None:
     body = mailer(25).render(hostile_notification("x" * 5000))
-    from email import message_from_bytes, policy
-
     subject = message_from_bytes(body, policy=policy.default)["Subject"]
     assert len(subject) == 200 and subject.endswith("…")
 
