@@ -8,24 +8,29 @@ from __future__ import annotations
 from actions.notifiers.apprise import AppriseNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.discord import DiscordNotifier
+from actions.notifiers.email import EmailNotifier
 from actions.notifiers.file import FileNotifier
 from actions.notifiers.opsgenie import OpsgenieNotifier
 from actions.notifiers.pagerduty import PagerDutyNotifier
 from actions.notifiers.slack import SlackNotifier
 from actions.notifiers.teams import TeamsNotifier
+from actions.notifiers.telegram import TelegramNotifier
 from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
 
 __all__ = [
     "NOTIFIER_TYPES",
+    "AppriseNotifier",
     "Delivery",
     "DiscordNotifier",
+    "EmailNotifier",
     "FileNotifier",
     "Notifier",
-    "SlackNotifier",
-    "TeamsNotifier",
     "OpsgenieNotifier",
     "PagerDutyNotifier",
+    "SlackNotifier",
+    "TeamsNotifier",
+    "TelegramNotifier",
     "WebhookNotifier",
     "build_notifier",
 ]
@@ -36,9 +41,11 @@ NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     SlackNotifier.type: SlackNotifier,
     DiscordNotifier.type: DiscordNotifier,
     TeamsNotifier.type: TeamsNotifier,
-    AppriseNotifier.type: AppriseNotifier,
+    TelegramNotifier.type: TelegramNotifier,
+    EmailNotifier.type: EmailNotifier,
     PagerDutyNotifier.type: PagerDutyNotifier,
     OpsgenieNotifier.type: OpsgenieNotifier,
+    AppriseNotifier.type: AppriseNotifier,
 }
 
 
