@@ -497,7 +497,7 @@ def test_an_empty_secret_or_token_from_the_environment_means_none(tmp_path: Path
          "agent.delivery.retry_max: 2s is shorter than retry_initial 10s"),
         ("docker: {url: /var/run/docker.sock}",
          "docker.url: expected a Docker URL such as unix:///var/run/docker.sock or tcp://127.0.0.1:2375"),
-        ("notifiers: [{name: n, type: slack}]", "notifiers[0].type: unknown notifier type 'slack' (expected one of: webhook, file)"),
+        ("notifiers: [{name: n, type: slack}]", "notifiers[0].type: unknown notifier type 'slack' (expected one of: webhook, file, alertmanager)"),
         ("notifiers: [{name: n, type: webhook}]", "notifiers[0].url: required"),
         ("notifiers: [{name: n, type: file, give_up_after: soon}]", "notifiers[0].give_up_after: invalid duration 'soon'"),
         ("notifiers: [{name: n, type: file, path: ''}]", "notifiers[0].path: must not be empty"),

@@ -375,7 +375,7 @@ def test_build_notifier_picks_the_class_by_type(tmp_path: Path) -> None:
 
     assert (type(hook), hook.name) == (WebhookNotifier, "hooks")
     assert (type(audit), audit.name) == (FileNotifier, "audit")
-    assert set(NOTIFIER_TYPES) == {"webhook", "file"}
+    assert set(NOTIFIER_TYPES) == {"webhook", "file", "alertmanager"}
 
 
 def test_build_notifier_rejects_an_unknown_type() -> None:

@@ -5,16 +5,26 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 
 from __future__ import annotations
 
+from actions.notifiers.alertmanager import AlertmanagerNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.file import FileNotifier
 from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
 
-__all__ = ["NOTIFIER_TYPES", "Delivery", "FileNotifier", "Notifier", "WebhookNotifier", "build_notifier"]
+__all__ = [
+    "NOTIFIER_TYPES",
+    "AlertmanagerNotifier",
+    "Delivery",
+    "FileNotifier",
+    "Notifier",
+    "WebhookNotifier",
+    "build_notifier",
+]
 
 NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     WebhookNotifier.type: WebhookNotifier,
     FileNotifier.type: FileNotifier,
+    AlertmanagerNotifier.type: AlertmanagerNotifier,
 }
 
 
