@@ -381,5 +381,5 @@ def test_build_notifier_picks_the_class_by_type(tmp_path: Path) -> None:
 def test_build_notifier_rejects_an_unknown_type() -> None:
     config = SimpleNamespace(name="chat", type="slak")
 
-    with pytest.raises(ValueError, match=r"notifier 'chat': unknown type 'slak' \(known: file, webhook\)"):
+    with pytest.raises(ValueError, match=r"notifier 'chat': unknown type 'slak' \(known: alertmanager, file, webhook\)"):
         build_notifier(config, lambda: pytest.fail("not used"))
