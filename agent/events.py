@@ -47,3 +47,13 @@ class Notification:
     evidence: dict[str, Any] | None  # the latest bundle (resolved, else opened), or None
     evidence_url: str
     evidence_public: bool = False  # the link reaches the API from elsewhere (agent.api.public_url is set)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncident:
+    """An incident still open when the outbox starts, as it is now (``Notifier.resume`` gets these)."""
+
+    incident: dict[str, Any]  # its snapshot (``payload.incident_snapshot``) now
+    agent: dict[str, str]  # {"name", "version"} of this agent
+    evidence: dict[str, Any] | None  # the latest bundle, or None
+    evidence_url: str

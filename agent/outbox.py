@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from agent import payload
-from agent.events import EVIDENCE_PHASE, Notification
+from agent.events import EVIDENCE_PHASE, Notification, OpenIncident
 from agent.store import OutboxItem, Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,6 +83,7 @@ class Outbox:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._running: dict[str, dict[int, asyncio.Task[None]]] = {name: {} for name in notifiers}
         self._held: dict[str, dict[int, _Held]] = {name: {} for name in notifiers}
+        self._to_resume = set(notifiers)  # notifiers not yet given the open incidents (Notifier.resume)
         self._stopping = False
 
     def wake(self) -> None:
@@ -149,6 +150,9 @@ class Outbox:
 
     async def _pass(self, name: str) -> float:
         """Start a delivery for each due event; returns how long to sleep unless woken."""
+        if name in self._to_resume:  # the first pass; a store that refuses fails it, and it is tried again
+            await self._resume(self.notifiers[name])
+            self._to_resume.discard(name)
         await self._write_held(name)
         running, held = self._running[name], self._held[name]
         room = MAX_IN_FLIGHT - len(running)
@@ -184,6 +188,36 @@ class Outbox:
                 )
 
         task.add_done_callback(done)
+
+    async def _resume(self, notifier: AnyNotifier) -> None:
+        """Give a notifier that keeps incidents open at its service the ones open now (once per start)."""
+        from actions.notifiers.base import Notifier
+
+        if type(notifier).resume is Notifier.resume:
+            return  # the default does nothing: no need to read the store
+
+        def read() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+            # Only the incidents that were routed to this notifier: those it has deliveries for.
+            ids = [row["id"] for row in self.store.incidents.open_rows()]
+            mine = [i for i in ids if self.store.outbox.rows(i, notifier=notifier.name)]
+            return [(self.store.incidents.snapshot(i), self.store.evidence.get(i)) for i in mine]
+
+        found = [
+            OpenIncident(
+                incident=snapshot,
+                agent=dict(self.store.agent_info),
+                evidence=payload.latest_bundle(evidence),
+                evidence_url=self.evidence_url(snapshot["id"]),
+            )
+            for snapshot, evidence in await self.store.run(read)
+        ]
+        try:
+            await notifier.resume(found)
+        except Exception as exc:  # a bug in the notifier: said once, never a loop
+            log.error("delivery.error", notifier=notifier.name, stage="resume", error=_describe(exc))
+            return
+        if found:
+            log.info("outbox.resumed", notifier=notifier.name, incidents=len(found))
 
     # -- one delivery: an attempt, then its outcome recorded ----------------------------------
     async def _deliver(self, notifier: AnyNotifier, item: OutboxItem) -> None:

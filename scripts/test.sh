@@ -2,8 +2,8 @@
 # Installs everything the tests need, runs ruff and mypy, then the whole suite (extra arguments
 # go to pytest). Any of the three failing fails the run.
 # As root on Debian/Ubuntu it also installs what is missing: python3-venv, a Docker engine
-# (docker.io) and busybox-static (the tests build their container image from it). The tests
-# start their own dockerd; nothing here starts one.
+# (docker.io), busybox-static (the tests build their container image from it) and Prometheus
+# Alertmanager. The tests start their own dockerd and Alertmanager; nothing here starts one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +12,13 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "test.sh: not root, cannot install: ${missing[*]} (Docker tests will skip)" >&2
+    echo "test.sh: not root, cannot install: ${missing[*]} (Docker and Alertmanager tests will skip)" >&2
   fi
 fi
 

@@ -5,6 +5,7 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 
 from __future__ import annotations
 
+from actions.notifiers.alertmanager import AlertmanagerNotifier
 from actions.notifiers.apprise import AppriseNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.discord import DiscordNotifier
@@ -20,6 +21,7 @@ from agent.config import NotifierConfigBase
 
 __all__ = [
     "NOTIFIER_TYPES",
+    "AlertmanagerNotifier",
     "AppriseNotifier",
     "Delivery",
     "DiscordNotifier",
@@ -45,6 +47,7 @@ NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
     EmailNotifier.type: EmailNotifier,
     PagerDutyNotifier.type: PagerDutyNotifier,
     OpsgenieNotifier.type: OpsgenieNotifier,
+    AlertmanagerNotifier.type: AlertmanagerNotifier,
     AppriseNotifier.type: AppriseNotifier,
 }
 

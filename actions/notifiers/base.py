@@ -14,7 +14,7 @@ notifier never retries, never sleeps and never raises; it knows nothing of check
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
 
@@ -23,7 +23,7 @@ from agent.config import NotifierConfigBase
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
 
-    from agent.events import Notification
+    from agent.events import Notification, OpenIncident
 
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 HttpSessionFactory = Callable[[], "aiohttp.ClientSession"]
@@ -70,6 +70,14 @@ class Notifier(Generic[ConfigT]):
         Must not raise, except ``asyncio.CancelledError``: every failure is a ``Delivery``.
         """
         raise NotImplementedError
+
+    async def resume(self, open_incidents: Sequence[OpenIncident]) -> None:
+        """Pick up the incidents open when the outbox starts: called once, before its first delivery.
+
+        For a channel whose service forgets what it is not told again (Alertmanager resolves an
+        alert nobody re-posts), so an incident open before a restart stays open there after it.
+        Most channels keep nothing at their service and leave this as it is: it does nothing.
+        """
 
     async def close(self) -> None:
         """Release what the notifier holds itself (the shared HTTP session is not its own)."""

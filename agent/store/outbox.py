@@ -142,15 +142,20 @@ class OutboxRepo(Repo):
         age = None if oldest is None else max(0.0, now - oldest)
         return {"pending": row[0], "dead": dead, "oldest_pending_age": age}
 
-    def rows(self, incident_id: str | None = None) -> list[dict[str, Any]]:
+    def rows(self, incident_id: str | None = None, notifier: str | None = None) -> list[dict[str, Any]]:
         sql = (
             "SELECT o.id, o.event_id, o.notifier, o.incident_id, o.sequence, e.kind AS event, o.status, o.attempts,"
             " o.last_error FROM outbox AS o JOIN events AS e ON e.id = o.event_id"
         )
-        args: tuple[Any, ...] = ()
+        where, args = [], []
         if incident_id:
-            sql += " WHERE o.incident_id = ?"
-            args = (incident_id,)
+            where.append("o.incident_id = ?")
+            args.append(incident_id)
+        if notifier:
+            where.append("o.notifier = ?")
+            args.append(notifier)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return [dict(r) for r in self.db.execute(sql + " ORDER BY o.id", args).fetchall()]
 
     def list(self, status: str | None = None, notifier: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
