@@ -340,3 +340,30 @@ async def test_stop_gives_an_in_flight_delivery_its_grace_and_records_it(store, 
         await rx.stop()
     rows = await store.run(store.outbox.rows)
     assert (rows[0]["status"], rows[0]["attempts"]) == ("delivered", 1)
+
+
+async def test_a_channel_down_for_a_while_delays_no_other_and_then_gets_everything_in_order(store, session) -> None:
+    """One channel answers 500 until the test mends it; the other gets both incidents' events at once; once
+    the first is back it gets every event of both incidents, each incident in order."""
+    down, up = Scripted([500] * 100_000), Scripted()
+    await down.start()
+    await up.start()
+    await incident_with_events(store, 3, notifiers=("down", "up"), incident_id="inc_0000000000010a", check="api")
+    await incident_with_events(store, 2, notifiers=("down", "up"), incident_id="inc_0000000000020b", check="db")
+    box = make_outbox(store, {"down": notifier("down", down.url, session), "up": notifier("up", up.url, session)})
+    box.start()
+    try:
+        await wait_until(lambda: len(up.delivered()) == 5, 5, "all five events at the live channel")
+        await wait_until(lambda: len(down.got) >= 6, 5, "the broken channel retried a few times")
+        assert down.delivered() == []
+        down.statuses.clear()  # mended
+        await wait_until(lambda: len(down.delivered()) == 5, 20, "all five events once the channel is back")
+    finally:
+        await box.stop()
+        await down.stop()
+        await up.stop()
+    for rx in (down, up):
+        by_incident: dict[str, list[int]] = {}
+        for event in rx.delivered():
+            by_incident.setdefault(event["incident"]["id"], []).append(event["sequence"])
+        assert by_incident == {"inc_0000000000010a": [1, 2, 3], "inc_0000000000020b": [1, 2]}
