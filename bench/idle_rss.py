@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/idle_rss.py [--settle 20]
 
+Run it with a Python that has only the runtime dependencies (`python3 -m venv /tmp/rt &&
+/tmp/rt/bin/pip install . && /tmp/rt/bin/python bench/idle_rss.py`): the test extras bring `rich`,
+which structlog imports when it is there (+3.6 MB), so `.venv` overstates what users run.
+
 Prints the median of 5 samples (1 s apart) after `--settle` seconds, for: the shipped
 config.yaml; 100 HTTP checks; and a config with a container check (loads docker-py; Docker
 itself need not be reachable). Target: an idle agent under 60 MB RSS.

@@ -20,10 +20,10 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 import agent
-from actions.notifiers import NOTIFIER_TYPES, FileNotifier, WebhookNotifier, build_notifier
+from actions.notifiers import NOTIFIER_TYPES, build_notifier
 from actions.notifiers.base import Delivery
-from actions.notifiers.file import FileNotifierConfig
-from actions.notifiers.webhook import WebhookNotifierConfig
+from actions.notifiers.file import FileNotifier, FileNotifierConfig
+from actions.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
 from agent.signing import decode_secret, generate_secret, sign
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -5,51 +5,27 @@ Adding a type touches its module, one entry in ``NOTIFIER_TYPES`` and its test.
 
 from __future__ import annotations
 
-from actions.notifiers.alertmanager import AlertmanagerNotifier
-from actions.notifiers.apprise import AppriseNotifier
 from actions.notifiers.base import AnyNotifier, Delivery, HttpSessionFactory, Notifier
-from actions.notifiers.discord import DiscordNotifier
-from actions.notifiers.email import EmailNotifier
-from actions.notifiers.file import FileNotifier
-from actions.notifiers.opsgenie import OpsgenieNotifier
-from actions.notifiers.pagerduty import PagerDutyNotifier
-from actions.notifiers.slack import SlackNotifier
-from actions.notifiers.teams import TeamsNotifier
-from actions.notifiers.telegram import TelegramNotifier
-from actions.notifiers.webhook import WebhookNotifier
 from agent.config import NotifierConfigBase
+from agent.registry import LazyRegistry
 
-__all__ = [
-    "NOTIFIER_TYPES",
-    "AlertmanagerNotifier",
-    "AppriseNotifier",
-    "Delivery",
-    "DiscordNotifier",
-    "EmailNotifier",
-    "FileNotifier",
-    "Notifier",
-    "OpsgenieNotifier",
-    "PagerDutyNotifier",
-    "SlackNotifier",
-    "TeamsNotifier",
-    "TelegramNotifier",
-    "WebhookNotifier",
-    "build_notifier",
-]
+__all__ = ["NOTIFIER_TYPES", "Delivery", "Notifier", "build_notifier"]
 
-NOTIFIER_TYPES: dict[str, type[AnyNotifier]] = {
-    WebhookNotifier.type: WebhookNotifier,
-    FileNotifier.type: FileNotifier,
-    SlackNotifier.type: SlackNotifier,
-    DiscordNotifier.type: DiscordNotifier,
-    TeamsNotifier.type: TeamsNotifier,
-    TelegramNotifier.type: TelegramNotifier,
-    EmailNotifier.type: EmailNotifier,
-    PagerDutyNotifier.type: PagerDutyNotifier,
-    OpsgenieNotifier.type: OpsgenieNotifier,
-    AlertmanagerNotifier.type: AlertmanagerNotifier,
-    AppriseNotifier.type: AppriseNotifier,
-}
+# Each type's module is imported when a config uses it (or a test asks for it), not at start:
+# a host with a webhook and a file notifier never loads the chat and paging channels.
+NOTIFIER_TYPES: LazyRegistry[type[AnyNotifier]] = LazyRegistry({
+    "webhook": "actions.notifiers.webhook:WebhookNotifier",
+    "file": "actions.notifiers.file:FileNotifier",
+    "slack": "actions.notifiers.slack:SlackNotifier",
+    "discord": "actions.notifiers.discord:DiscordNotifier",
+    "teams": "actions.notifiers.teams:TeamsNotifier",
+    "telegram": "actions.notifiers.telegram:TelegramNotifier",
+    "email": "actions.notifiers.email:EmailNotifier",
+    "pagerduty": "actions.notifiers.pagerduty:PagerDutyNotifier",
+    "opsgenie": "actions.notifiers.opsgenie:OpsgenieNotifier",
+    "alertmanager": "actions.notifiers.alertmanager:AlertmanagerNotifier",
+    "apprise": "actions.notifiers.apprise:AppriseNotifier",
+})
 
 
 def build_notifier(config: NotifierConfigBase, http: HttpSessionFactory) -> AnyNotifier:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -40,6 +40,9 @@ from agent.config.sections import (
     RouteConfig,
 )
 from agent.routing import matches, route
+
+if TYPE_CHECKING:  # pragma: no cover
+    from actions.notifiers.base import AnyNotifier
 
 __all__ = [
     "DEFAULT_LOCATIONS",
@@ -78,10 +81,25 @@ class _Registries:
         from checks import CHECK_TYPES
 
         self.checks: dict[str, type[CheckConfigBase]] = {k: cls.config_model for k, cls in CHECK_TYPES.items()}
-        self.notifiers: dict[str, type[NotifierConfigBase]] = {
-            k: cls.config_model for k, cls in NOTIFIER_TYPES.items()
-        }
+        # Looked up per type the file uses: a type's module is imported only when it is configured.
+        self.notifiers: Mapping[str, type[NotifierConfigBase]] = _ConfigModels(NOTIFIER_TYPES)
         self.heal_kinds: dict[str, HealKind] = dict(HEALERS)
+
+
+class _ConfigModels(Mapping[str, type[NotifierConfigBase]]):
+    """The config model of each registered notifier type, resolved when asked for."""
+
+    def __init__(self, registry: Mapping[str, type[AnyNotifier]]) -> None:
+        self._registry = registry
+
+    def __getitem__(self, name: str) -> type[NotifierConfigBase]:
+        return self._registry[name].config_model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry)
+
+    def __len__(self) -> int:
+        return len(self._registry)
 
 
 class _Collector:
