@@ -1,9 +1,9 @@
-"""The ``lifeguard`` command: run, check-config, once, gen-secret, notify test, deliveries.
+"""The ``lifeguard`` command: run, check-config, once, status, gen-secret, notify test, deliveries.
 
 Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
 invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
 unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
-``notify test`` and ``deliveries``: see ``agent.cli_ops``.
+``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("check-config", parents=[with_config], help="validate the config and exit")
     sub.add_parser("once", parents=[with_config], help="run every check once, print a table")
+    sub.add_parser(
+        "status", parents=[with_config], help="the running agent's health in one screen (0 serving, 1 no agent)"
+    )
     sub.add_parser("gen-secret", parents=[common], help="print a new whsec_ webhook secret")
     notify = sub.add_parser("notify", help="notifier tools").add_subparsers(dest="action", required=True)
     test = notify.add_parser("test", parents=[with_config], help="send a test message through one notifier")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
-    if args.command in ("notify", "deliveries"):
+    if args.command in ("notify", "deliveries", "status"):
         return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
@@ -110,6 +113,8 @@ def _operate(args: argparse.Namespace, config: Config) -> int:
     from agent.plugins import secret_values
 
     lg.configure(args.log_level or "warning", stream=sys.stderr, secrets=secret_values(config))
+    if args.command == "status":
+        return cli_ops.status(config)
     if args.command == "notify":
         return cli_ops.notify_test(config, args.name)
     if args.action == "list":

@@ -1,9 +1,10 @@
-"""The operators' commands: ``notify test`` (one test message, no agent needed) and
+"""The operators' commands: ``notify test`` (one test message, no agent needed), ``status`` and
 ``deliveries list|retry`` (through the running agent's API, with its token when one is set).
 
-Exit codes: 0 done (the test message delivered, the delivery queued); 1 the channel did not take
-the test message, no agent answers, or the agent refused (unknown delivery, not dead);
-2 a bad config or an unknown notifier name (``agent.cli`` prints config errors).
+Exit codes: 0 done (the test message delivered, the delivery queued, the agent serves — degraded
+or not); 1 the channel did not take the test message, no agent answers, or the agent refused
+(unknown delivery, not dead); 2 a bad config or an unknown notifier name (``agent.cli`` prints
+config errors).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 API_TIMEOUT = 10.0
+STATUS_TIMEOUT = 5.0  # `status` is a health probe (Docker's HEALTHCHECK): answer well within its timeout
 
 
 def notify_test(config: Config, name: str) -> int:
@@ -32,6 +34,96 @@ def notify_test(config: Config, name: str) -> int:
     delivery = asyncio.run(send_trial(config, name, time.time()))
     print(f"{name}: {delivery.outcome} ({delivery.detail})")
     return EXIT_OK if delivery.outcome == "delivered" else EXIT_FAILED
+
+
+def status(config: Config) -> int:
+    """One screen on the running agent: ``/health``, plus its checks and open incidents when the API
+    lets us read them. 0 while it serves (degraded too), 1 when nothing answers as an agent."""
+    base = agent_url(config)
+    try:
+        health, checks, incidents = asyncio.run(_status_answers(base, config.agent.api.token))
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else _reason(exc)
+        print(
+            f"lifeguard: no agent answers at {base} ({reason}); is `lifeguard run` running with this config?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    for line in status_lines(base, health, checks, incidents):
+        print(line)
+    return EXIT_OK
+
+
+def status_lines(base: str, health: dict[str, Any], checks: Any, incidents: Any) -> list[str]:
+    """The ``status`` screen; ``checks`` / ``incidents`` are the API's answers, or None when refused."""
+    problems = health.get("problems") or []
+    state = "ok" if health.get("status") == "ok" else "DEGRADED (serving, with problems)"
+    lines = [
+        f"lifeguard {health.get('version', '?')} at {base}: {state}",
+        f"  agent       {health.get('agent', '?')}, up {_duration(float(health.get('uptime_s', 0)))}",
+    ]
+    if isinstance(checks, dict):
+        views = checks.get("checks", [])
+        failing = [c["name"] for c in views if c.get("state") == "failing"]
+        unknown = sum(c.get("state") == "unknown" for c in views)
+        shown = ", ".join(failing[:5]) + (f" and {len(failing) - 5} more" if len(failing) > 5 else "")
+        lines.append(
+            f"  checks      {len(views)}, {len(failing)} failing{f' ({shown})' if failing else ''}"
+            f"{f', {unknown} not run yet' if unknown else ''}, {health.get('checks_running', 0)} running now"
+        )
+    else:
+        lines.append(f"  checks      {health.get('checks', '?')} (failing: unknown, {checks})")
+    if isinstance(incidents, dict):
+        rows = incidents.get("incidents", [])
+        lines.append(f"  incidents   {len(rows)}{'+' if len(rows) >= 1000 else ''} open")
+        lines.extend(f"{'':16}{r.get('sev') or r.get('severity')} {r['check']}: {r['title']}" for r in rows[:5])
+        if len(rows) > 5:
+            lines.append(f"                and {len(rows) - 5} more (GET /api/incidents?status=open)")
+    else:
+        lines.append(f"  incidents   unknown ({incidents})")
+    lines.append(f"  outbox      {health.get('outbox_pending', '?')} pending, {health.get('outbox_dead', '?')} dead")
+    if problems:
+        lines.append("  problems")
+        lines.extend(f"    - {p}" for p in problems)
+    return lines
+
+
+async def _status_answers(base: str, token: str | None) -> tuple[dict[str, Any], Any, Any]:
+    """``/health`` (raises when it does not answer as an agent); the checks and the open incidents
+    (each None-like: a short reason string, when the API refuses them — a wrong token)."""
+    import aiohttp
+
+    from agent.neterrors import describe_os_error
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(base, timeout=timeout, headers=headers) as session:
+            async with session.get("/health") as resp:
+                try:
+                    health = await resp.json(content_type=None)
+                except ValueError:
+                    raise ValueError(f"HTTP {resp.status} that is not JSON: not a Lifeguard agent?") from None
+                if resp.status != 200 or not isinstance(health, dict) or "status" not in health:
+                    raise ValueError(f"/health answered HTTP {resp.status}: not a Lifeguard agent?")
+            extra: list[Any] = []
+            for path in ("/api/checks", "/api/incidents?status=open&limit=1000"):
+                async with session.get(path) as resp:
+                    extra.append(await resp.json(content_type=None) if resp.status == 200 else f"HTTP {resp.status}")
+    except aiohttp.ClientConnectorError as exc:
+        raise OSError(None, describe_os_error(exc.os_error)) from None
+    except aiohttp.ClientError as exc:
+        raise OSError(None, f"{type(exc).__name__}: {exc}") from None
+    return health, extra[0], extra[1]
+
+
+def _duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 5m``, ``12m 3s``, ``45s``: the two largest units."""
+    s = int(seconds)
+    parts = [(s // 86400, "d"), (s // 3600 % 24, "h"), (s // 60 % 60, "m"), (s % 60, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts[:2])
 
 
 def deliveries_list(config: Config, status: str | None, notifier: str | None, limit: int | None) -> int:

@@ -34,6 +34,7 @@ import structlog
 
 from agent import __version__, plugins
 from agent.lifecycle import StartRefused, Supervisor
+from agent.sdnotify import SystemdNotify, status_line
 from agent.store import Store, StoreUnusable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -219,6 +220,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._upkeep: list[asyncio.Task[None]] = []
         self._docker_connect: asyncio.Task[None] | None = None
+        self.systemd = SystemdNotify(self.status_line, self.supervisor.spawn)  # a no-op outside systemd
 
     def evidence_url(self, incident_id: str) -> str:
         api = self.config.agent.api
@@ -242,10 +244,12 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         # SIGHUP's default action would kill the agent; live reload is not built yet.
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: log.warning("daemon.reload_unsupported", hint="restart the agent to apply a new config"),
-        )
+        loop.add_signal_handler(signal.SIGHUP, self._reload_unsupported)
+
+    def _reload_unsupported(self) -> None:
+        self.systemd.reloading()  # systemctl reload waits for READY=1 again
+        log.warning("daemon.reload_unsupported", hint="restart the agent to apply a new config")
+        self.systemd.ready()
 
     # -- run -----------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -341,6 +345,14 @@ class Daemon:
         add(_Part("heals", _nothing, self._drain, "finish heals and evidence"), SHUTDOWN_GRACE)
         add(_Part("upkeep", self._start_upkeep, self._stop_upkeep), QUICK_GRACE)
         add(_Part("scheduler", self._start_scheduler, self._stop_scheduler, "stop scheduling"), QUICK_GRACE)
+        add(self.systemd)  # last: READY=1 once everything serves; first to stop: STOPPING=1
+
+    def status_line(self) -> str:
+        """The one-line summary systemd shows (``STATUS=``), from memory."""
+        views = self.engine.check_views()
+        failing = sum(v.last is not None and not v.last.ok for v in views)
+        incidents = sum(v.incident_id is not None for v in views)
+        return status_line(len(views), failing, incidents, self.reader.figures.pending, _Health(self).problems())
 
     # -- the parts' starts and stops -----------------------------------------------------------
     async def _open_store(self) -> None:

@@ -72,6 +72,12 @@ class Supervisor:
         return [c.name for c, _ in self._started]
 
     @property
+    def stop_bound(self) -> float:
+        """The longest a full stop can take: every component's grace and slack (the unit's
+        ``TimeoutStopSec=`` is set above it)."""
+        return sum(grace + self.stop_slack for _, grace in self._components)
+
+    @property
     def stop_requested(self) -> bool:
         return self._stop_requested.is_set()
 
