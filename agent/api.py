@@ -2,7 +2,7 @@
 
 It never decides anything and knows nothing of the daemon: it is given small interfaces
 (``HealthFacts``, ``CheckBoard``, ``IncidentReader``, ``DeliveryDesk``) and formats what they say.
-Its one write puts a dead delivery back in the queue.
+Its writes put a dead delivery back in the queue and reload the config (``ReloadDesk``).
 ``/health`` answers from memory only (``HealthFacts`` is synchronous), so a database held by
 another process never slows it down. With a token, every route but ``/health`` needs
 ``Authorization: Bearer …``. Every error, aiohttp's own included (a malformed request line, an
@@ -73,6 +73,22 @@ class OutboxFigures:
     oldest_pending_at: float | None = None
 
 
+class ReloadDesk(Protocol):
+    """The config as loaded, the last reload, and a reload on request."""
+
+    def config_loaded_at(self) -> float:
+        """When the running config was read from its file (epoch seconds)."""
+        ...
+
+    def last_reload(self) -> dict[str, Any] | None:
+        """The last reload's result (``ReloadResult.view()``); None before the first."""
+        ...
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file, apply it (or refuse it as a whole), and say what came of it."""
+        ...
+
+
 class CheckBoard(Protocol):
     """Every configured check's latest state."""
 
@@ -112,12 +128,13 @@ class RetryAnswer:
 @dataclass(frozen=True, slots=True)
 class _Sources:
     agent_name: str
-    token: str | None
+    token: Callable[[], str | None]
     health: HealthFacts
     board: CheckBoard
     incidents: IncidentReader
     deliveries: DeliveryDesk
     clock: Callable[[], float]
+    reloads: ReloadDesk | None = None
 
 
 SOURCES = web.AppKey("lifeguard.api", _Sources)
@@ -126,15 +143,20 @@ SOURCES = web.AppKey("lifeguard.api", _Sources)
 def create_app(
     *,
     agent_name: str,
-    token: str | None,
+    token: str | None | Callable[[], str | None],
     health: HealthFacts,
     board: CheckBoard,
     incidents: IncidentReader,
     deliveries: DeliveryDesk,
     clock: Callable[[], float] = time.time,
+    reloads: ReloadDesk | None = None,
 ) -> web.Application:
+    """The API's app; ``token`` may be a callable, read at each request (a reload may change it)."""
     app = web.Application(middlewares=[_errors_and_auth])
-    app[SOURCES] = _Sources(agent_name, token or None, health, board, incidents, deliveries, clock)
+    token_of = token if callable(token) else (lambda: token)
+    app[SOURCES] = _Sources(
+        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, reloads
+    )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
     app.router.add_get("/api/incidents", incidents_route)
@@ -142,6 +164,7 @@ def create_app(
     app.router.add_get("/api/incidents/{id}/evidence", evidence_route)
     app.router.add_get("/api/deliveries", deliveries_route)
     app.router.add_post("/api/deliveries/{id}/retry", retry_route)
+    app.router.add_post("/api/reload", reload_route)
     app.router.add_get("/api/openapi.json", openapi_route)
     return app
 
@@ -247,7 +270,7 @@ def checks_status(views: Iterable[CheckView]) -> list[dict[str, Any]]:
 async def _errors_and_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    token = request.app[SOURCES].token
+    token = request.app[SOURCES].token()
     if token and request.path != "/health":
         if not _authorized(bearer(request.headers.get("Authorization", "")), token):
             return error(401, "unauthorized", "missing or wrong bearer token")
@@ -271,6 +294,9 @@ async def health_route(request: web.Request) -> web.Response:
     src = request.app[SOURCES]
     figures = src.health.outbox()
     problems = list(src.health.problems())
+    last_reload = None if src.reloads is None else src.reloads.last_reload()
+    if last_reload is not None and not last_reload["ok"]:
+        problems.append(f"last reload refused ({len(last_reload['errors'])} errors); the previous config runs")
     if figures.oldest_pending_at is not None:
         age = src.clock() - figures.oldest_pending_at
         if age > PENDING_TOO_LONG:
@@ -286,8 +312,19 @@ async def health_route(request: web.Request) -> web.Response:
             "checks_running": src.health.checks_running(),
             "outbox_pending": figures.pending,
             "outbox_dead": figures.dead,
+            "config_loaded_at": None if src.reloads is None else iso(src.reloads.config_loaded_at()),
+            "last_reload": last_reload,
         }
     )
+
+
+async def reload_route(request: web.Request) -> web.Response:
+    """Re-read the config file and apply it; answers what came of it (applied or refused)."""
+    reloads = request.app[SOURCES].reloads
+    if reloads is None:
+        return error(404, "not_found", "this agent cannot reload")
+    log.info("reload.requested", source="api", peer=request.remote)
+    return web.json_response(await reloads.reload())
 
 
 async def checks_route(request: web.Request) -> web.Response:

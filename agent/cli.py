@@ -1,9 +1,9 @@
-"""The ``lifeguard`` command: run, check-config, once, status, gen-secret, notify test, deliveries.
+"""The ``lifeguard`` command: run, reload, check-config, once, status, gen-secret, notify test, deliveries.
 
 Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
 invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
 unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
-``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``.
+``reload``, ``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="if lifeguard.db is not a usable database, rename it lifeguard.db.corrupt-<time> and start anew",
     )
+    sub.add_parser(
+        "reload", parents=[with_config], help="make the running agent re-read its config (SIGHUP or its API)"
+    )
     sub.add_parser("check-config", parents=[with_config], help="validate the config and exit")
     sub.add_parser("once", parents=[with_config], help="run every check once, print a table")
     sub.add_parser(
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
-    if args.command in ("notify", "deliveries", "status"):
+    if args.command in ("notify", "deliveries", "status", "reload"):
         return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
@@ -100,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     _warn_if_secrets_exposed(path, secret_values(config))
     from agent.daemon import Daemon
 
-    daemon = Daemon(config, heal=False if args.no_heal else None, move_corrupt_db=args.move_corrupt_db)
+    def relog(reloaded: Config) -> None:  # a reload: the new config's level (unless given here) and secrets
+        lg.configure(args.log_level or reloaded.agent.log_level, secrets=secret_values(reloaded))
+
+    daemon = Daemon(
+        config, heal=False if args.no_heal else None, move_corrupt_db=args.move_corrupt_db, relog=relog
+    )
     code = asyncio.run(daemon.run())
     if daemon.refused is not None:
         print(f"lifeguard: {daemon.refused}", file=sys.stderr)
@@ -117,6 +125,8 @@ def _operate(args: argparse.Namespace, config: Config) -> int:
         return cli_ops.status(config)
     if args.command == "notify":
         return cli_ops.notify_test(config, args.name)
+    if args.command == "reload":
+        return cli_ops.reload(config)
     if args.action == "list":
         return cli_ops.deliveries_list(config, args.status, args.notifier, args.limit)
     return cli_ops.deliveries_retry(config, args.id)

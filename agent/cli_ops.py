@@ -1,5 +1,6 @@
 """The operators' commands: ``notify test`` (one test message, no agent needed), ``status`` and
-``deliveries list|retry`` (through the running agent's API, with its token when one is set).
+``deliveries list|retry`` (through the running agent's API, with its token when one is set) and
+``reload`` (SIGHUP to the agent named by the pid file in ``state_dir``, else ``POST /api/reload``).
 
 Exit codes: 0 done (the test message delivered, the delivery queued, the agent serves — degraded
 or not); 1 the channel did not take the test message, no agent answers, or the agent refused
@@ -20,6 +21,71 @@ if TYPE_CHECKING:  # pragma: no cover
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 API_TIMEOUT = 10.0
 STATUS_TIMEOUT = 5.0  # `status` is a health probe (Docker's HEALTHCHECK): answer well within its timeout
+
+RELOAD_WAIT = 15.0  # seconds ``reload`` waits for the signalled agent's /health to show the result
+
+
+def reload(config: Config) -> int:
+    """Make the running agent re-read its config, then print what came of it.
+
+    The agent that wrote ``state_dir/lifeguard.pid`` gets SIGHUP (as ``systemctl reload`` sends),
+    and its ``/health`` is watched for the new ``last_reload``; without a live pid file (another
+    host's state, a container), ``POST /api/reload`` does the same through the API."""
+    import os
+    import signal
+
+    from agent.reload import read_pid
+
+    pid = read_pid(config.agent.state_dir)
+    if pid is None:
+        answer = _call(config, "POST", "/api/reload", {})
+        return EXIT_FAILED if answer is None else _print_reload(answer)
+    before = _last_reload_at(config)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"lifeguard: cannot signal the agent (pid {pid}): {_reason(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        health = _health(config)
+        if health is None:
+            break
+        last = health.get("last_reload")
+        if last is not None and last.get("at") != before:
+            return _print_reload(last)
+    print(f"signalled the agent (pid {pid}) with SIGHUP; its log says how the reload went (reload.*)")
+    return EXIT_OK
+
+
+def _health(config: Config) -> dict[str, Any] | None:
+    try:
+        status, body = asyncio.run(_request("GET", agent_url(config) + "/health", {}, None))
+    except (OSError, TimeoutError, ValueError):
+        return None
+    return body if status == 200 and isinstance(body, dict) else None
+
+
+def _last_reload_at(config: Config) -> str | None:
+    health = _health(config)
+    last = None if health is None else health.get("last_reload")
+    return None if last is None else str(last.get("at"))
+
+
+def _print_reload(result: dict[str, Any]) -> int:
+    if not result.get("ok"):
+        errors = result.get("errors", [])
+        print(f"lifeguard: reload refused, the running config is kept ({len(errors)} errors):", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_FAILED
+    parts = [f"{what} {', '.join(names)}" for what, names in result.get("checks", {}).items() if names]
+    parts += [f"notifiers {what} {', '.join(names)}" for what, names in result.get("notifiers", {}).items() if names]
+    print("reloaded: " + ("; ".join(parts) if parts else "nothing changed"))
+    for line in result.get("restart_needed", []):
+        print(f"  {line}")
+    return EXIT_OK
 
 
 def notify_test(config: Config, name: str) -> int:

@@ -16,6 +16,10 @@ makes it exit 1, so systemd's ``Restart=on-failure`` brings it back. A start ref
 restarting cannot cure exits with its own code, named in one line (``StartRefused``): 3 the
 database or ``state_dir`` is unusable (corrupt, unwritable, locked by another process), 4 the API
 cannot listen on its address; the unit's ``RestartPreventExitStatus=`` does not loop on them.
+
+SIGHUP, ``POST /api/reload`` (and so ``lifeguard reload``) re-read the config file and apply it
+through ``reconfigure``, one reload at a time; label discovery applies its checks the same way.
+The rules of what a reload keeps and restarts are in ``agent.reload`` and the README ("Reload").
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import structlog
 
 from agent import __version__, plugins
 from agent.lifecycle import StartRefused, Supervisor
+from agent.reload import ReloadResult, diff, keep_restart_only, record_reload, remove_pid, write_pid
 from agent.sdnotify import SystemdNotify, status_line
 from agent.store import Store, StoreUnusable
 
@@ -41,7 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
     from agent.api import OutboxFigures, RetryAnswer
-    from agent.config import Config
+    from agent.config import CheckConfigBase, Config
+    from agent.discovery import Discovery
     from agent.dockerclient import DockerEngine
     from agent.engine import Engine
     from agent.evidence import EvidenceCollector
@@ -159,6 +165,23 @@ class _DeliveryDesk:
         return answer
 
 
+class _Reloads:
+    """``api.ReloadDesk``: when the config was loaded, the last reload, and a reload on request."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def config_loaded_at(self) -> float:
+        return self.daemon.config_loaded_at
+
+    def last_reload(self) -> dict[str, Any] | None:
+        last = self.daemon.last_reload
+        return None if last is None else last.view()
+
+    async def reload(self) -> dict[str, Any]:
+        return (await self.daemon.reload("api")).view()
+
+
 class _Health:
     """``api.HealthFacts`` of this process, all from memory."""
 
@@ -202,12 +225,42 @@ def _release_startup_memory() -> None:
         pass
 
 
+ReloadingHook = Callable[[], None]
+ReloadedHook = Callable[[ReloadResult], None]
+
+
 class Daemon:
-    def __init__(self, config: Config, *, heal: bool | None = None, move_corrupt_db: bool = False) -> None:
-        self.config = config
+    """The running agent.
+
+    Reload hooks, for the parts that tell others about a reload (the notify protocol): every
+    callable in ``on_reloading`` is called as a reload of the config file begins (before it is
+    read), every one in ``on_reloaded`` with its ``ReloadResult`` once it is over, applied or
+    refused. Reloads by discovery call neither. A hook must not block; one that raises is logged.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        heal: bool | None = None,
+        move_corrupt_db: bool = False,
+        relog: Callable[[Config], None] | None = None,
+    ) -> None:
+        self.config = config  # what runs: the file's config with the discovered checks
+        self.file_config = config  # as last read from the file (restart-only keys as running)
+        self.config_loaded_at = time.time()
+        self.last_reload: ReloadResult | None = None
+        self.on_reloading: list[ReloadingHook] = []
+        self.on_reloaded: list[ReloadedHook] = []
+        self.relog = relog  # logging set up again for a reloaded config (level, secrets to mask)
         self.move_corrupt_db = move_corrupt_db
         self.refused: StartRefused | None = None  # why the start was refused, for the command line
+        self._heal_arg = heal
         self.heal_enabled = config.agent.heal if heal is None else heal
+        self.discovery: Discovery | None = None
+        self._reload_lock = asyncio.Lock()
+        self._serving = False  # every part started: a reload may begin
+        self._reload_pending = False  # a SIGHUP came during the start
         self.started = time.monotonic()
         self.supervisor = Supervisor()
         self.docker: DockerEngine | None = None
@@ -221,6 +274,9 @@ class Daemon:
         self._upkeep: list[asyncio.Task[None]] = []
         self._docker_connect: asyncio.Task[None] | None = None
         self.systemd = SystemdNotify(self.status_line, self.supervisor.spawn)  # a no-op outside systemd
+        # systemctl reload waits for READY=1 again: RELOADING=1 as a reload begins, READY=1 when it is over.
+        self.on_reloading.append(self.systemd.reloading)
+        self.on_reloaded.append(lambda _result: self.systemd.ready())
 
     def evidence_url(self, incident_id: str) -> str:
         api = self.config.agent.api
@@ -243,13 +299,19 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        # SIGHUP's default action would kill the agent; live reload is not built yet.
-        loop.add_signal_handler(signal.SIGHUP, self._reload_unsupported)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload, "SIGHUP")
 
-    def _reload_unsupported(self) -> None:
-        self.systemd.reloading()  # systemctl reload waits for READY=1 again
-        log.warning("daemon.reload_unsupported", hint="restart the agent to apply a new config")
-        self.systemd.ready()
+    def request_reload(self, signame: str) -> None:
+        """SIGHUP: re-read the config file and apply it, in an owned task."""
+        if self.supervisor.stop_requested:
+            log.warning("reload.ignored", signal=signame, reason="the agent is stopping")
+            return
+        if not self._serving:  # applied once every part has started
+            self._reload_pending = True
+            log.info("reload.deferred", signal=signame, reason="the agent is still starting")
+            return
+        log.info("reload.requested", signal=signame)
+        self.supervisor.spawn("reload:signal", self.reload("signal"))
 
     # -- run -----------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -268,6 +330,9 @@ class Daemon:
             started = False
             log.error("daemon.start_failed", error=str(exc), exc_info=self.supervisor.failure is None)
         if started:
+            self._serving = True
+            if self._reload_pending:
+                self.supervisor.spawn("reload:signal", self.reload("signal"))
             _release_startup_memory()
             cfg = self.config
             log.info(
@@ -304,6 +369,11 @@ class Daemon:
             from agent.dockerclient import DockerEngine
 
             self.docker = DockerEngine(cfg.docker.url, timeout=cfg.docker.timeout)
+        if cfg.docker.discover.enabled:
+            from agent.discovery import Discovery
+
+            assert self.docker is not None  # discovery needs Docker (plugins.needs)
+            self.discovery = Discovery(self, self.docker, cfg.docker.discover)
         self.context: CheckContext = CheckContext(docker=self.docker)
         checks = [build_check(c, self.context) for c in cfg.checks]
         self.evidence: EvidenceCollector = EvidenceCollector(self.docker, cfg.agent.state_dir)
@@ -338,6 +408,7 @@ class Daemon:
 
         add = self.supervisor.add
         add(_Part("store", self._open_store, self._close_store, "close database"), QUICK_GRACE)
+        add(_Part("pidfile", self._write_pid, self._remove_pid), QUICK_GRACE)
         add(_Part("clients", self._connect_docker, self._close_clients, "close clients"), QUICK_GRACE)
         add(_Part("engine", self._restore, self._flush, "flush results"), QUICK_GRACE)
         add(_Part("api", self._start_api, self._stop_api, "close API"), API_GRACE)
@@ -345,6 +416,8 @@ class Daemon:
         add(_Part("heals", _nothing, self._drain, "finish heals and evidence"), SHUTDOWN_GRACE)
         add(_Part("upkeep", self._start_upkeep, self._stop_upkeep), QUICK_GRACE)
         add(_Part("scheduler", self._start_scheduler, self._stop_scheduler, "stop scheduling"), QUICK_GRACE)
+        if self.discovery is not None:
+            add(self.discovery, QUICK_GRACE)
         add(self.systemd)  # last: READY=1 once everything serves; first to stop: STOPPING=1
 
     def status_line(self) -> str:
@@ -355,6 +428,19 @@ class Daemon:
         return status_line(len(views), failing, incidents, self.reader.figures.pending, _Health(self).problems())
 
     # -- the parts' starts and stops -----------------------------------------------------------
+    async def _write_pid(self) -> None:
+        """``state_dir/lifeguard.pid``: how ``lifeguard reload`` finds this process."""
+        try:
+            write_pid(self.config.agent.state_dir)
+        except OSError as exc:  # a reload through the API still works
+            log.warning("daemon.pid_file_failed", error=str(exc))
+
+    async def _remove_pid(self, _grace: float) -> None:
+        try:
+            remove_pid(self.config.agent.state_dir)
+        except OSError as exc:
+            log.warning("daemon.pid_file_failed", error=str(exc))
+
     async def _open_store(self) -> None:
         try:
             try:
@@ -422,8 +508,9 @@ class Daemon:
         await self.reader.refresh_outbox()  # the first /health shows real figures
         app = create_app(
             agent_name=self.config.agent.name,
-            token=api.token,
+            token=lambda: self.config.agent.api.token,
             health=_Health(self),
+            reloads=_Reloads(self),
             board=self.engine,
             incidents=self.reader,
             deliveries=_DeliveryDesk(self.store, self.outbox),
@@ -476,6 +563,165 @@ class Daemon:
 
     async def _stop_scheduler(self, _grace: float) -> None:
         await self.scheduler.stop()
+
+    # -- reload ----------------------------------------------------------------------------------
+    async def reload(self, source: str = "signal") -> ReloadResult:
+        """Re-read the config file and apply it; a config with any error is refused as a whole."""
+        from agent.config import ConfigError, load_config
+
+        async with self._reload_lock:
+            self._call_hooks(self.on_reloading)
+            result: ReloadResult | None = None
+            try:
+                try:
+                    new = await asyncio.to_thread(load_config, self.file_config.path)
+                except ConfigError as exc:
+                    result = self._refused(exc.errors, source)
+                else:
+                    result = await self._apply(new, source)
+                    self.config_loaded_at = result.at
+            except Exception as exc:  # a bug half-way: said, and the agent keeps running
+                log.exception("reload.error", source=source)
+                result = self._refused([f"{type(exc).__name__}: {exc}"], source)
+            finally:
+                if result is not None:
+                    self._call_hooks(self.on_reloaded, result)
+            return result
+
+    async def reconfigure(self, new_config: Config, source: str = "api") -> ReloadResult:
+        """Apply ``new_config`` (a config as ``load_config`` returns it) to the running agent."""
+        async with self._reload_lock:
+            return await self._apply(new_config, source)
+
+    async def discovered_changed(self) -> ReloadResult:
+        """Discovery's checks changed: apply them with the config file as it was last read."""
+        async with self._reload_lock:
+            return await self._apply(self.file_config, "discovery")
+
+    def _refused(self, errors: list[str], source: str) -> ReloadResult:
+        for error in errors:
+            log.error("reload.invalid", source=source, error=error)
+        log.error("reload.refused", source=source, errors=len(errors), hint="the running config is kept")
+        result = ReloadResult(ok=False, errors=list(errors), source=source)
+        self.last_reload = result
+        record_reload("failed")
+        return result
+
+    def _call_hooks(self, hooks: list[Any], *args: Any) -> None:
+        for hook in hooks:
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("reload.hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+
+    def _with_discovered(self, file_config: Config) -> Config:
+        """The file's config plus the checks discovery found (a check in the file always wins)."""
+        if self.discovery is None:
+            return file_config
+        found: list[CheckConfigBase] = self.discovery.checks_for(file_config)
+        if not found:
+            return file_config
+        return file_config.model_copy(update={"checks": [*file_config.checks, *found]})
+
+    async def _apply(self, new_file: Config, source: str) -> ReloadResult:
+        from actions.notifiers import build_notifier
+        from agent.outbox import DeliveryPolicy
+        from agent.routing import NotifierFilter
+        from checks import build_check
+
+        old = self.config
+        new_file, restart_needed = keep_restart_only(self.file_config, new_file)
+        if (new_file.docker.url, new_file.docker.timeout) != (old.docker.url, old.docker.timeout):
+            restart_needed.append("docker.url or docker.timeout changed: restart the agent to apply it")
+            kept = new_file.docker.model_copy(update={"url": old.docker.url, "timeout": old.docker.timeout})
+            new_file = new_file.model_copy(update={"docker": kept})
+        if new_file.docker.discover != old.docker.discover:
+            restart_needed.append("docker.discover changed: restart the agent to apply it")
+            new_file = new_file.model_copy(
+                update={"docker": new_file.docker.model_copy(update={"discover": old.docker.discover})}
+            )
+        for said in restart_needed:
+            log.warning("reload.restart_needed", detail=said)
+        new = self._with_discovered(new_file)
+        heal_enabled = new.agent.heal if self._heal_arg is None else self._heal_arg
+        flipped = [] if heal_enabled == self.heal_enabled else [c.name for c in new.checks if c.heal is not None]
+        checks = diff(old.checks, new.checks, changed_too=flipped)
+        notifiers = diff(old.notifiers, new.notifiers)
+        self._ensure_docker(new)
+
+        # Notifiers first: an incident a removed check resolves goes to the new set.
+        running = {
+            n.name: (self.outbox.notifiers[n.name] if n.name in notifiers.unchanged else
+                     build_notifier(n, lambda: self.context.http))
+            for n in new.notifiers
+        }
+        await self.outbox.reconfigure(running)
+        if notifiers.removed:
+            retired = await self.store.run(self.store.outbox.retire_unknown_notifiers, list(running))
+            if retired:
+                log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
+        delivery = new.agent.delivery
+        self.outbox.policy = DeliveryPolicy(delivery.retry_initial, delivery.retry_max, delivery.evidence_wait)
+        self.outbox.evidence_public = new.agent.api.public_url is not None
+        self.engine.set_routing(
+            [n.name for n in new.notifiers],
+            {n.name: NotifierFilter.of(n.events, n.min_severity) for n in new.notifiers},
+        )
+        self.engine.set_secrets(plugins.secret_values(new))
+        self.engine.heal_enabled = self.heal_enabled = heal_enabled
+        if self.relog is not None:
+            self.relog(new)
+
+        for name in checks.removed:
+            await self.scheduler.remove(name)
+            await self.engine.remove_check(name)
+        for name in checks.changed:
+            await self.scheduler.remove(name)
+            check = build_check(new.check(name), self.context)
+            await self.engine.replace_check(check)
+            self.scheduler.add(check)
+        for name in checks.added:
+            check = build_check(new.check(name), self.context)
+            await self.engine.add_check(check)
+            self.scheduler.add(check)
+        if new.agent.max_concurrent_checks != old.agent.max_concurrent_checks:
+            self.scheduler.limit(new.agent.max_concurrent_checks)
+        self.store.agent_info["name"] = new.agent.name
+
+        self.config, self.file_config = new, new_file
+        result = ReloadResult(
+            ok=True,
+            restart_needed=restart_needed,
+            checks=checks.summary(),
+            notifiers=notifiers.summary(),
+            source=source,
+        )
+        if source != "discovery":
+            self.last_reload = result
+        if source != "discovery" or checks:
+            log.info(
+                "reload.applied",
+                source=source,
+                checks=checks.summary(),
+                notifiers=notifiers.summary(),
+                unchanged_checks=len(checks.unchanged),
+                restart_needed=restart_needed or None,
+                config=new.summary(),
+            )
+        if source != "discovery":
+            record_reload("ok")
+        return result
+
+    def _ensure_docker(self, config: Config) -> None:
+        """A reload that adds the first container check (or a check naming a container) connects Docker."""
+        if self.docker is not None or "docker" not in plugins.needs(config):
+            return
+        from agent.dockerclient import DockerEngine
+
+        self.docker = DockerEngine(config.docker.url, timeout=config.docker.timeout)
+        self.context.docker = self.docker
+        self.evidence.docker = self.docker
+        self._docker_connect = self.supervisor.spawn("docker:connect", self._ping_docker(self.docker))
 
     # -- upkeep ----------------------------------------------------------------------------------
     async def _every(self, period: float, fn: Any, first: float | None = None) -> None:

@@ -6,14 +6,15 @@ engine's own small thread pool (so a hung Docker can't starve the event loop's d
 each is bounded by a timeout, and every lower-layer error is translated into the ``DockerError``
 family, so checks, healers and evidence catch one thing. The engine reconnects by itself: after a
 connection failure the client is dropped and rebuilt on the next call, so a Docker that comes back
-is picked up without restarting the agent.
+is picked up without restarting the agent. The one long call, the event stream, reads in a thread
+of its own (a daemon thread, closed with the stream), never in the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,6 +85,64 @@ class DockerEngine:
             container=container,
             timeout=self.timeout + stop_timeout,
         )
+
+    async def list_containers(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``docker ps -a`` as the API gives it (``Id``, ``Names``, ``Labels``, ``State`` …), filtered
+        as the engine's ``filters`` (``{"label": ["lifeguard.check.type"]}``)."""
+        found: list[dict[str, Any]] = await self._call(lambda api: api.containers(all=True, filters=filters or {}))
+        return found
+
+    async def events(self, filters: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Docker's event stream (decoded), as the engine filters it; ends when the engine closes it,
+        raises ``DockerUnavailable`` when it cannot be opened or breaks. Read in a thread of its own."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        streams: list[Any] = []
+        closed = threading.Event()
+        end = object()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                pass
+
+        def pump() -> None:
+            import docker.errors
+            import requests.exceptions
+
+            try:
+                stream = self._connect().events(decode=True, filters=filters or {})
+                streams.append(stream)
+                if closed.is_set():  # the reader left while the stream was opening
+                    stream.close()
+                    return
+                for event in stream:
+                    put(event)
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                put(DockerUnavailable(f"Docker event stream broke: {_root_cause(exc)}"))
+            except DockerError as exc:
+                put(exc)
+            except Exception as exc:  # a closed stream raises what it raises: the end all the same
+                put(DockerUnavailable(f"Docker event stream ended: {type(exc).__name__}: {exc}"))
+            finally:
+                put(end)
+
+        threading.Thread(target=pump, name="lifeguard-docker-events", daemon=True).start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is end:
+                    return
+                if isinstance(item, DockerError):
+                    self._mark_unreachable(str(item))
+                    raise item
+                self._mark_reachable()
+                yield item
+        finally:
+            closed.set()
+            for stream in streams:  # closing the socket ends the thread's read; never waited for here
+                threading.Thread(target=stream.close, name="lifeguard-docker-events-close", daemon=True).start()
 
     async def close(self) -> None:
         """Drop the connection and the worker threads; a later call starts afresh."""

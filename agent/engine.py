@@ -6,6 +6,7 @@ machine's new state, wake the outbox and start the slow parts (the heal, the evi
 background tasks. A write that fails changes nothing in memory: the check's next result decides
 again, and ``problems()`` says so until a write succeeds. Results, evidence and heal outcomes
 are written here too; the write API's commands (ack, updates, comments) will join them.
+A reload adds, replaces (state and history kept) and removes tracked checks one by one.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.clients = clients
+        self.heal_enabled = heal_enabled
         self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
         self.evidence = evidence
         self.on_events = on_events
@@ -151,27 +154,77 @@ class Engine:
                 self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
                 self._spawn(self._collect_evidence(tracked, incident_id, "opened", None, list(tracked.history)))
 
-    async def _resolve_removed(self, row: dict[str, Any], now: float) -> None:
+    async def _resolve_removed(self, row: dict[str, Any], now: float, notifiers: list[str] | None = None) -> None:
         change = Change(
             incident_id=row["id"],
             at=now,
             update={"status": "resolved", "resolved_at": now, "resolve_reason": "check_removed"},
             timeline=[("resolved", "check removed from the config")],
             events=[("incident.resolved", None)],
-            notifiers=self._notify_all,
+            notifiers=self._notify_all if notifiers is None else notifiers,
         )
         self._filter(change, row["severity"])
         await self.store.run(self.store.apply, change)
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
 
+    # -- a reload --------------------------------------------------------------------------
+    async def add_check(self, check: AnyCheck) -> None:
+        """Track a check a reload added, with the results the store still has of that name."""
+        tracked = track(check, self.clients, heal_enabled=self.heal_enabled)
+        for r in await self.store.run(self.store.results.recent, check.name, HISTORY):
+            tracked.history.append(CheckResult(check.name, r["ok"], r["started_at"], r["latency"], r["message"]))
+        self.tracked[check.name] = tracked
+
+    async def replace_check(self, check: AnyCheck) -> None:
+        """A changed check: its new definition, with its state (open incident included) and history."""
+        old = self.tracked[check.name]
+        async with old.lock:
+            new = track(check, self.clients, heal_enabled=self.heal_enabled)
+            new.state, new.history, new.lock = old.state, old.history, old.lock
+            self.tracked[check.name] = new
+
+    async def remove_check(self, name: str) -> None:
+        """Stop tracking a check; its open incident resolves with ``check_removed``."""
+        tracked = self.tracked.get(name)
+        if tracked is None:
+            return
+        async with tracked.lock:
+            del self.tracked[name]
+            incident_id = tracked.state.incident_id
+            if incident_id is None:
+                return
+            row = {"id": incident_id, "check_name": name, "severity": tracked.config.severity}
+            try:
+                await self._resolve_removed(row, self.clock(), list(tracked.config.notify))
+            except Exception as exc:  # the store refused: the next start resolves it, as for any removed check
+                self._write_error = f"{type(exc).__name__}: {exc}"
+                log.error("engine.write_failed", check=name, incident_id=incident_id, error=self._write_error)
+
+    def set_routing(self, notify_all: Iterable[str], filters: Mapping[str, NotifierFilter]) -> None:
+        """The notifiers and their filters of a reloaded config."""
+        self._notify_all = list(notify_all)
+        self.filters = dict(filters)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """The secret values of a reloaded config, masked in every result message from now on."""
+        self.secrets = tuple(s for s in secrets if s)
+        self._mask = value_masker(self.secrets)
+
     # -- results ---------------------------------------------------------------------------
     async def on_result(self, result: CheckResult) -> None:
         # A message becomes a title, timeline entries, log lines and payloads: no configured secret.
         if (message := self._mask(result.message)) != result.message:
             result = replace(result, message=message)
-        tracked = self.tracked[result.check]
+        tracked = self.tracked.get(result.check)
+        if tracked is None:  # the check was removed while this run was under way
+            return
         async with tracked.lock:
+            # A reload may have replaced it meanwhile (the replacement shares this lock) or removed it.
+            current = self.tracked.get(result.check)
+            if current is None:
+                return
+            tracked = current
             previous = tracked.last
             # History keeps the short form: a response body per result would cost ~100 MB at 1,000
             # checks. The failing result itself (with its response) goes to evidence directly.

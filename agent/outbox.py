@@ -13,6 +13,9 @@ record the outcome: a full disk, a database locked by another process) is logged
 store refused is kept in memory and written again later, and its event is not sent meanwhile.
 Backoff is tenacity's exponential-with-jitter, used as a calculator: the schedule is ours to
 persist, the arithmetic is theirs.
+A reload swaps notifiers in place (``reconfigure``): a changed one sends the events still pending
+(same event ids, same frozen bodies); a removed one's worker stops and its deliveries under way
+finish before it is closed (the daemon marks its pending events dead, as at start).
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ class Outbox:
         self.policy = policy
         self.clock = clock
         self._wake = {name: asyncio.Event() for name in notifiers}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._spawn: Spawn = lambda name, coro: asyncio.create_task(coro, name=name)
+        self._retiring: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._running: dict[str, dict[int, asyncio.Task[None]]] = {name: {} for name in notifiers}
         self._held: dict[str, dict[int, _Held]] = {name: {} for name in notifiers}
@@ -93,9 +98,49 @@ class Outbox:
 
     def start(self, spawn: Spawn | None = None) -> None:
         """One worker per notifier, made by ``spawn(name, coro)`` (a supervisor's, so a crash is seen)."""
-        make = spawn or (lambda name, coro: asyncio.create_task(coro, name=name))
+        if spawn is not None:
+            self._spawn = spawn
         for name in self.notifiers:
-            self._tasks.append(make(f"outbox:{name}", self._worker(name)))
+            self._tasks[name] = self._spawn(f"outbox:{name}", self._worker(name))
+
+    async def reconfigure(self, notifiers: dict[str, AnyNotifier]) -> None:
+        """Take the notifiers of a reloaded config: ``notifiers`` holds the added and changed ones
+        (new objects) and the unchanged ones (the same objects); any other current one is removed."""
+        for name in [n for n in self.notifiers if n not in notifiers]:
+            gone = self.notifiers.pop(name)
+            worker = self._tasks.pop(name, None)
+            if worker is not None:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            self._to_resume.discard(name)
+            self._retire(name, gone)
+        for name, notifier in notifiers.items():
+            old = self.notifiers.get(name)
+            if old is notifier:
+                continue
+            self.notifiers[name] = notifier
+            self._to_resume.add(name)  # a changed one is given the open incidents again
+            if old is not None:
+                self._retire(name, old)  # deliveries under way finish with it; the next ones use the new
+                self._wake[name].set()
+                continue
+            self._wake[name] = asyncio.Event()
+            self._running.setdefault(name, {})
+            self._held.setdefault(name, {})
+            self._tasks[name] = self._spawn(f"outbox:{name}", self._worker(name))
+
+    def _retire(self, name: str, notifier: AnyNotifier) -> None:
+        """Close a notifier the config no longer has, once its deliveries under way are over."""
+        running = [t for t in self._running.get(name, {}).values() if not t.done()]
+
+        async def close() -> None:
+            if running:
+                await asyncio.wait(running, timeout=max(30.0, notifier.config.timeout * 2))
+            await notifier.close()
+
+        task = asyncio.create_task(close(), name=f"outbox:retire:{name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work, give in-flight deliveries ``grace`` seconds, cancel the rest.
@@ -115,9 +160,11 @@ class Outbox:
             if pending:
                 log.warning("outbox.cancelled", deliveries=len(pending), reason="shutdown grace over")
                 await asyncio.gather(*pending, return_exceptions=True)
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self._retiring:  # notifiers a reload replaced: their deliveries are over by now
+            await asyncio.wait(set(self._retiring), timeout=max(0.0, deadline - loop.time()))
         if any(held.outcome for by_id in self._held.values() for held in by_id.values()):
             last = asyncio.create_task(self._write_held(force=True))
             done, _ = await asyncio.wait({last}, timeout=max(0.0, deadline - loop.time()))

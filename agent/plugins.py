@@ -77,4 +77,6 @@ def needs(config: Config) -> frozenset[str]:
             found.add("docker")
     for notifier in config.notifiers:
         found |= NOTIFIER_TYPES[notifier.type].needs
+    if config.docker.discover.enabled:
+        found.add("docker")
     return frozenset(found)

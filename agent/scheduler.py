@@ -4,6 +4,7 @@ Each check has its own task: a random start offset spreads the load, then runs h
 ``start + k * interval``; a run that overran its slot skips the missed slots rather than
 bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
 timeout, so a hanging target occupies one slot of one check, never another check's time.
+A reload starts and stops single checks (``add``/``remove``); the others' tasks are not touched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import structlog
 from checks.base import AnyCheck, CheckResult
 
 log = structlog.get_logger("lifeguard.scheduler")
+
+Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
 
 def next_slot(start: float, interval: float, now: float) -> float:
@@ -41,15 +44,36 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._jitter = jitter
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._spawn: Spawn = lambda name, coro: asyncio.create_task(coro, name=name)
         self.running = 0
 
-    def start(
-        self, spawn: Callable[[str, Coroutine[Any, Any, None]], asyncio.Task[Any]] | None = None
-    ) -> None:
+    def start(self, spawn: Spawn | None = None) -> None:
         """One task per check, made by ``spawn(name, coro)`` (a supervisor's, so a crash is seen)."""
-        spawn = spawn or (lambda name, coro: asyncio.create_task(coro, name=name))
+        if spawn is not None:
+            self._spawn = spawn
         for check in self.checks:
-            self._tasks[check.name] = spawn(f"check:{check.name}", self._loop(check))
+            self._tasks[check.name] = self._spawn(f"check:{check.name}", self._loop(check))
+
+    def add(self, check: AnyCheck) -> None:
+        """Start scheduling one more check (a reload added it, or changed it)."""
+        self.checks.append(check)
+        self._tasks[check.name] = self._spawn(f"check:{check.name}", self._loop(check))
+
+    async def remove(self, name: str) -> None:
+        """Stop scheduling one check; a run under way is cancelled (its result is not reported)."""
+        self.checks = [c for c in self.checks if c.name != name]
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def task(self, name: str) -> asyncio.Task[None] | None:
+        """The task that runs check ``name`` (the same one for as long as the check is unchanged)."""
+        return self._tasks.get(name)
+
+    def limit(self, max_concurrent: int) -> None:
+        """A new cap on checks in flight; runs under way finish under the old one."""
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def stop(self) -> None:
         for task in self._tasks.values():

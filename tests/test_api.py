@@ -135,6 +135,7 @@ async def test_health_reports_the_agent(api: Client) -> None:
     assert body == {
         "status": "ok", "problems": [], "version": "0.1.0", "agent": "web-01", "uptime_s": 12.3,
         "checks": 2, "checks_running": 1, "outbox_pending": 3, "outbox_dead": 1,
+        "config_loaded_at": None, "last_reload": None,
     }
 
 

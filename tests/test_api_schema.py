@@ -98,6 +98,23 @@ class Desk:
         return RetryAnswer(None)
 
 
+class Reloads:
+    """A reload that applies: one check added."""
+
+    def config_loaded_at(self) -> float:
+        return T0
+
+    def last_reload(self) -> dict[str, Any] | None:
+        return None
+
+    async def reload(self) -> dict[str, Any]:
+        return {
+            "ok": True, "at": "2026-11-18T11:06:40.000Z", "source": "api", "errors": [], "restart_needed": [],
+            "checks": {"added": ["new"], "changed": [], "removed": []},
+            "notifiers": {"added": [], "changed": [], "removed": []},
+        }
+
+
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     loop = asyncio.new_event_loop()
@@ -105,7 +122,8 @@ def base_url() -> Iterator[str]:
 
     async def start() -> ApiRunner:
         app = create_app(
-            agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk()
+            agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
+            reloads=Reloads(),
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()

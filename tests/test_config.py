@@ -130,7 +130,10 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "results_per_check": 1000, "delivered_events": 604800.0, "resolved_evidence": 2592000.0,
     }
     assert config.agent.delivery.model_dump() == {"retry_initial": 1.0, "retry_max": 300.0, "evidence_wait": 3.0}
-    assert config.docker.model_dump() == {"url": "unix:///var/run/docker.sock", "timeout": 10.0}
+    assert config.docker.model_dump() == {
+        "url": "unix:///var/run/docker.sock", "timeout": 10.0,
+        "discover": {"enabled": False, "project": "auto", "allow_heal": False, "poll": 30.0},
+    }
 
     api = config.check("api")
     assert isinstance(api, HttpCheckConfig)

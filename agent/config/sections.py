@@ -60,6 +60,7 @@ __all__ = [
     "Config",
     "DefaultsConfig",
     "DeliveryConfig",
+    "DiscoverConfig",
     "DockerConfig",
     "HealConfig",
     "HealKind",
@@ -185,11 +186,22 @@ class AgentConfig(ConfigModel):
 _DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
 
 
+class DiscoverConfig(ConfigModel):
+    """Checks from container labels (``lifeguard.check.type=http`` …); off unless enabled."""
+
+    enabled: bool = False
+    # auto: the Compose project of the agent's own container; a name: that project; any: every container
+    project: NonEmptyStr = "auto"
+    allow_heal: bool = False  # honour ``lifeguard.heal=restart``
+    poll: PositiveDuration = 30.0  # the safety net under Docker's events
+
+
 class DockerConfig(ConfigModel):
-    """How to reach the Docker engine."""
+    """How to reach the Docker engine, and whether to discover checks from container labels."""
 
     url: str = Field(None, validate_default=True)  # filled from the environment
     timeout: PositiveDuration = 10.0
+    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
 
     @field_validator("url", mode="before")
     @classmethod
