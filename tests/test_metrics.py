@@ -199,3 +199,21 @@ async def test_record_reload_counts_into_the_next_scrape() -> None:
     m = parse((await exposition.render()).decode())
     assert value(m, "lifeguard_config_reloads_total", result="failed") == before + 1
     assert (value(m, "process_resident_memory_bytes") or 0) > 0
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_agent_serves() -> None:
+    import json
+    import re
+
+    served = {family.name for family in families(_snapshot())}
+    dashboard = json.loads((ROOT / "examples" / "grafana" / "lifeguard.json").read_text())
+    used = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\blifeguard_\w+", target["expr"])
+    }
+    assert used and used <= served, used - served
+    shown = {"lifeguard_check_up", "lifeguard_check_duration_seconds", "lifeguard_check_schedule_lag_seconds",
+             "lifeguard_incidents_open", "lifeguard_deliveries", "lifeguard_outbox_pending"}
+    assert shown <= used
