@@ -9,6 +9,8 @@ another process never slows it down. With a token, every route but ``/health`` n
 oversized header, an unknown method), is ``{"error": {"code": …, "message": …}}``: serve the app
 with ``ApiRunner``, whose connections answer their parser errors in that shape.
 The routes are described by an OpenAPI document shipped beside the code (``/api/openapi.json``).
+``/metrics`` is the Prometheus text format, made by whatever ``metrics`` the app is given
+(``agent.metrics.Exposition.render`` in the daemon).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
 from pathlib import Path
@@ -30,6 +32,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from agent import __version__
 from agent.engine import CheckView
+from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent.payload import iso
 
 log = structlog.get_logger("lifeguard.api")
@@ -71,6 +74,7 @@ class OutboxFigures:
     pending: int = 0
     dead: int = 0
     oldest_pending_at: float | None = None
+    pending_by_notifier: Mapping[str, int] = field(default_factory=dict)
 
 
 class ReloadDesk(Protocol):
@@ -134,6 +138,7 @@ class _Sources:
     incidents: IncidentReader
     deliveries: DeliveryDesk
     clock: Callable[[], float]
+    metrics: Callable[[], Awaitable[bytes]] | None = None
     reloads: ReloadDesk | None = None
 
 
@@ -150,12 +155,14 @@ def create_app(
     deliveries: DeliveryDesk,
     clock: Callable[[], float] = time.time,
     reloads: ReloadDesk | None = None,
+    metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> web.Application:
-    """The API's app; ``token`` may be a callable, read at each request (a reload may change it)."""
+    """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
+    ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
     app = web.Application(middlewares=[_errors_and_auth])
     token_of = token if callable(token) else (lambda: token)
     app[SOURCES] = _Sources(
-        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, reloads
+        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads
     )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
@@ -166,6 +173,7 @@ def create_app(
     app.router.add_post("/api/deliveries/{id}/retry", retry_route)
     app.router.add_post("/api/reload", reload_route)
     app.router.add_get("/api/openapi.json", openapi_route)
+    app.router.add_get("/metrics", metrics_route)
     return app
 
 
@@ -428,3 +436,11 @@ def openapi_document() -> bytes:
 
 async def openapi_route(request: web.Request) -> web.Response:
     return web.Response(body=openapi_document(), content_type="application/json")
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    """Prometheus's text format; built off the event loop, so a scrape never stalls the checks."""
+    render = request.app[SOURCES].metrics
+    if render is None:
+        return error(404, "not_found", "this agent serves no metrics")
+    return web.Response(body=await render(), headers={"Content-Type": METRICS_CONTENT_TYPE})

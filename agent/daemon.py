@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from agent.dockerclient import DockerEngine
     from agent.engine import Engine
     from agent.evidence import EvidenceCollector
+    from agent.metrics import Snapshot
     from agent.outbox import Outbox
     from agent.scheduler import Scheduler
     from checks.base import CheckContext
@@ -130,7 +131,9 @@ class _StoreReader:
             self._asked_at = None
         self.read_error = None
         age = stats["oldest_pending_age"]
-        self.figures = OutboxFigures(stats["pending"], stats["dead"], None if age is None else now - age)
+        self.figures = OutboxFigures(
+            stats["pending"], stats["dead"], None if age is None else now - age, stats["pending_by_notifier"]
+        )
 
     def unanswered_for(self) -> float:
         """Seconds the store has kept the current refresh waiting (0 when none is out)."""
@@ -503,6 +506,7 @@ class Daemon:
         from aiohttp import web
 
         from agent.api import ApiRunner, create_app
+        from agent.metrics import Exposition
 
         api = self.config.agent.api
         await self.reader.refresh_outbox()  # the first /health shows real figures
@@ -514,6 +518,7 @@ class Daemon:
             board=self.engine,
             incidents=self.reader,
             deliveries=_DeliveryDesk(self.store, self.outbox),
+            metrics=Exposition(self._metrics_snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
         await runner.setup()
@@ -532,6 +537,29 @@ class Daemon:
             await runner.cleanup()
             raise
         self._runner = runner
+
+    def _metrics_snapshot(self) -> Snapshot:
+        """What ``/metrics`` shows, copied from the parts' memory (never the store): on the loop, cheap."""
+        from agent.incidents import SEVERITIES
+        from agent.metrics import CheckFacts, Snapshot, reloads
+
+        tally = self.scheduler.tally
+        pending = dict.fromkeys(self.outbox.notifiers, 0)
+        pending.update(self.reader.figures.pending_by_notifier)
+        return Snapshot(
+            version=__version__,
+            checks=[CheckFacts(v.name, v.type, v.last.ok if v.last else None) for v in self.engine.check_views()],
+            runs=dict(tally.runs),
+            durations={name: hist.copy() for name, hist in tally.durations.items()},
+            lag=tally.lag.copy(),
+            incidents_open=dict(dict.fromkeys(SEVERITIES, 0), **self.engine.incidents_open()),
+            incidents_opened=dict(self.engine.tally.opened),
+            heals=dict(self.engine.tally.heals),
+            heal_budget=self.engine.heal_budget_left(),
+            deliveries=dict(self.outbox.tally.outcomes),
+            pending=pending,
+            reloads=reloads(),
+        )
 
     async def _stop_api(self, _grace: float) -> None:
         if self._runner is not None:
@@ -674,6 +702,7 @@ class Daemon:
 
         for name in checks.removed:
             await self.scheduler.remove(name)
+            self.scheduler.tally.forget(name)  # its series leave /metrics with it
             await self.engine.remove_check(name)
         for name in checks.changed:
             await self.scheduler.remove(name)

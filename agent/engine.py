@@ -23,6 +23,7 @@ import structlog
 
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
+from agent.metrics import EngineTally
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
 from agent.store import Change, ResultRow, Store, new_id
@@ -125,6 +126,7 @@ class Engine:
         self._mask = value_masker(self.secrets)
         self.clock = clock
         self.budget = HealBudget()
+        self.tally = EngineTally()
         self._unsaved: list[ResultRow] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._evidence_done: dict[tuple[str, str], asyncio.Event] = {}
@@ -298,6 +300,7 @@ class Engine:
             self.on_events()
         kinds = set(transition.kinds())
         if "open" in kinds:
+            self.tally.incident_opened(cfg.severity)
             # Registered before any task runs, so a heal spawned below always finds it.
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
@@ -329,6 +332,7 @@ class Engine:
         except TimeoutError:
             log.warning("evidence.late", incident_id=incident_id, phase="opened", before="heal")
         outcome = await healer.heal()
+        self.tally.healed(healer.kind, healer.target, outcome.ok)
         log.info(
             "heal.restart" if healer.kind == "restart_container" else "heal.done",
             check=tracked.config.name, incident_id=incident_id, kind=healer.kind,
@@ -424,6 +428,26 @@ class Engine:
             CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id)
             for name, t in self.tracked.items()
         ]
+
+    def incidents_open(self) -> dict[str, int]:
+        """Open incidents per severity (restored ones included)."""
+        found: dict[str, int] = {}
+        for t in self.tracked.values():
+            if t.state.incident_id is not None:
+                found[t.config.severity] = found.get(t.config.severity, 0) + 1
+        return found
+
+    def heal_budget_left(self, now: float | None = None) -> dict[tuple[str, str], int]:
+        """Heals each (kind, target) may still have in its window now; the strictest policy if several share it."""
+        now = self.clock() if now is None else now
+        left: dict[tuple[str, str], int] = {}
+        for t in self.tracked.values():
+            heal = t.policy.heal
+            if heal is None:
+                continue
+            n = max(0, heal.max_restarts - self.budget.used(heal.key, now, heal.within))
+            left[heal.key] = min(n, left.get(heal.key, n))
+        return left
 
     def problems(self) -> list[str]:
         """What keeps the engine from remembering everything it should (for ``/health``)."""

@@ -30,6 +30,7 @@ import structlog
 
 from agent import payload
 from agent.events import EVIDENCE_PHASE, Notification, OpenIncident
+from agent.metrics import DeliveryTally
 from agent.store import OutboxItem, Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,6 +91,7 @@ class Outbox:
         self._held: dict[str, dict[int, _Held]] = {name: {} for name in notifiers}
         self._to_resume = set(notifiers)  # notifiers not yet given the open incidents (Notifier.resume)
         self._stopping = False
+        self.tally = DeliveryTally()  # outcomes recorded, for /metrics
 
     def wake(self) -> None:
         """New events were written: look at the queue now."""
@@ -329,6 +331,7 @@ class Outbox:
                 retry_in_s=round(delay, 2),
             )
             return
+        self.tally.recorded(name, outcome.status)
         if outcome.status == "delivered":
             bound.info("delivery.delivered", detail=outcome.detail)
         elif outcome.status == "retry":

@@ -41,9 +41,10 @@ __all__ = [
 
 
 def record_reload(result: Literal["ok", "failed"]) -> None:
-    """Count one reload by its result (``lifeguard_config_reloads_total{result}``).
+    """Count one reload by its result (``lifeguard_config_reloads_total{result}``)."""
+    from agent import metrics
 
-    A no-op until the metrics module takes it over; the daemon calls it once per reload."""
+    metrics.record_reload(result)
 
 
 @dataclass(frozen=True, slots=True)

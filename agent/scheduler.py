@@ -5,6 +5,8 @@ Each check has its own task: a random start offset spreads the load, then runs h
 bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
 timeout, so a hanging target occupies one slot of one check, never another check's time.
 A reload starts and stops single checks (``add``/``remove``); the others' tasks are not touched.
+Each run is counted in ``tally`` (runs, durations, and how late it started: the moment it got a
+slot minus the slot it was planned for), plain dict work, read by ``/metrics`` when scraped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from agent.metrics import CheckTally
 from checks.base import AnyCheck, CheckResult
 
 log = structlog.get_logger("lifeguard.scheduler")
@@ -46,6 +49,7 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._spawn: Spawn = lambda name, coro: asyncio.create_task(coro, name=name)
         self.running = 0
+        self.tally = CheckTally()
 
     def start(self, spawn: Spawn | None = None) -> None:
         """One task per check, made by ``spawn(name, coro)`` (a supervisor's, so a crash is seen)."""
@@ -85,17 +89,23 @@ class Scheduler:
         interval = check.config.interval
         start = time.monotonic() + (random.uniform(0, min(interval, 5.0)) if self._jitter else 0.0)
         await asyncio.sleep(max(0.0, start - time.monotonic()))
+        planned = start
         while True:
-            await self.run_once(check)
-            await asyncio.sleep(max(0.0, next_slot(start, interval, time.monotonic()) - time.monotonic()))
+            await self.run_once(check, planned)
+            planned = next_slot(start, interval, time.monotonic())
+            await asyncio.sleep(max(0.0, planned - time.monotonic()))
 
-    async def run_once(self, check: AnyCheck) -> CheckResult:
+    async def run_once(self, check: AnyCheck, planned: float | None = None) -> CheckResult:
+        """One run; ``planned`` is the monotonic time it was due, if it was scheduled."""
         async with self._slots:
+            if planned is not None:
+                self.tally.late(time.monotonic() - planned)
             self.running += 1
             try:
                 result = await check.run()
             finally:
                 self.running -= 1
+        self.tally.ran(result.check, result.ok, result.latency)
         try:
             await self.on_result(result)
         except asyncio.CancelledError:

@@ -136,11 +136,19 @@ class OutboxRepo(Repo):
             ).rowcount
 
     def stats(self, now: float) -> dict[str, Any]:
-        row = self.db.execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetchone()
+        """Pending (in all and per notifier) and dead deliveries, and the oldest pending one's age."""
+        by_notifier = self.db.execute(
+            "SELECT notifier, COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending' GROUP BY notifier"
+        ).fetchall()
         dead = self.db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'dead'").fetchone()[0]
-        oldest = row[1]
+        oldest = min((r[2] for r in by_notifier), default=None)
         age = None if oldest is None else max(0.0, now - oldest)
-        return {"pending": row[0], "dead": dead, "oldest_pending_age": age}
+        return {
+            "pending": sum(r[1] for r in by_notifier),
+            "pending_by_notifier": {r[0]: r[1] for r in by_notifier},
+            "dead": dead,
+            "oldest_pending_age": age,
+        }
 
     def rows(self, incident_id: str | None = None, notifier: str | None = None) -> list[dict[str, Any]]:
         sql = (
