@@ -57,10 +57,11 @@ CMD ["/usr/bin/python3"]
 
 # systemd as PID 1 in a container: units that need a real machine are masked, `container=docker`
 # tells systemd where it runs, SIGRTMIN+3 is its "halt" signal. A `docker` group exists as on a host
-# with Docker, so a unit with SupplementaryGroups=docker starts.
+# with Docker, so a unit with SupplementaryGroups=docker starts; procps brings /bin/kill, which
+# `ExecReload=/bin/kill -HUP $MAINPID` needs (every Debian host has it, minbase does not).
 SYSTEMD_DOCKERFILE = f"""\
 FROM {BASE_IMAGE}
-RUN {APT_INSTALL} systemd systemd-sysv python3 python3-venv ca-certificates && {APT_CLEAN}
+RUN {APT_INSTALL} systemd systemd-sysv procps python3 python3-venv ca-certificates && {APT_CLEAN}
 RUN systemctl mask getty.target console-getty.service systemd-logind.service systemd-sysctl.service \\
       systemd-modules-load.service systemd-binfmt.service systemd-remount-fs.service \\
       systemd-firstboot.service dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount \\
