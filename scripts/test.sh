@@ -3,8 +3,9 @@
 # go to pytest). Any of the three failing fails the run.
 # As root on Debian/Ubuntu it also installs what is missing: python3-venv, a Docker engine
 # (docker.io), busybox-static (the tests build their container image from it), Prometheus
-# Alertmanager and systemd (for systemd-analyze, which checks the shipped unit). The tests start
-# their own dockerd and Alertmanager; nothing here starts one.
+# Alertmanager, systemd (for systemd-analyze, which checks the shipped unit), debootstrap and
+# docker-compose (the image, installer and Compose tests). The tests start their own dockerd and
+# Alertmanager; nothing here starts one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies and rates the unit
+# The image tests: a Debian base made with debootstrap (cached under ~/.cache/lifeguard-tests) and the
+# Compose example run with the real compose tool.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq
