@@ -167,3 +167,47 @@ async def test_sidecar_runs_as_pid_1_non_root_passes_its_healthcheck_and_stops_o
     assert time.monotonic() - started < 15, "SIGTERM to PID 1 stops the agent well within the grace period"
     state = container_of(images_docker, env["COMPOSE_PROJECT_NAME"], "lifeguard")["State"]
     assert isinstance(state, dict) and state["ExitCode"] == 0, state
+
+
+async def test_the_sidecar_discovers_labelled_containers_of_its_own_project_only(
+    project: tuple[Compose, dict[str, str]], images_docker: Docker
+) -> None:
+    """`docker.discover: {project: auto}` in the real sidecar: a labelled container of its own project,
+    started later, becomes a check named after its service and goes when it is removed; one labelled
+    the same way in another project is ignored."""
+    import aiohttp
+
+    _, env = project
+    api = f"http://127.0.0.1:{env['LIFEGUARD_PORT']}/api/checks"
+    await wait_http(f"http://127.0.0.1:{env['LIFEGUARD_PORT']}/health", 60, "the sidecar's API")
+
+    async def names() -> set[str]:
+        async with aiohttp.ClientSession() as session, session.get(api) as answer:
+            return {c["name"] for c in (await answer.json())["checks"]}
+
+    def labelled(name: str, project_name: str, service: str) -> None:
+        images_docker(
+            "run", "-d", "--name", name, "--network", "host",
+            "--label", f"com.docker.compose.project={project_name}",
+            "--label", f"com.docker.compose.service={service}",
+            "--label", "lifeguard.check.type=container", "--label", "lifeguard.check.interval=1s",
+            TEST_IMAGE, "sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait",
+        )  # fmt: skip
+
+    worker, stranger = f"lg-worker-{uuid.uuid4().hex[:8]}", f"lg-stranger-{uuid.uuid4().hex[:8]}"
+    labelled(stranger, "someoneelse", "stranger")
+    labelled(worker, env["COMPOSE_PROJECT_NAME"], "worker")
+    try:
+        deadline = time.monotonic() + 30
+        while "worker" not in await names():
+            assert time.monotonic() < deadline, f"the worker was never discovered: {await names()}"
+            await _sleep(0.2)
+        assert "stranger" not in await names()
+        images_docker("rm", "-f", worker)
+        deadline = time.monotonic() + 30
+        while "worker" in await names():
+            assert time.monotonic() < deadline, "the removed worker's check stayed"
+            await _sleep(0.2)
+        assert "app" in await names()  # the configured check is untouched
+    finally:
+        images_docker("rm", "-f", worker, stranger)
