@@ -748,6 +748,9 @@ def test_a_control_character_in_the_file_is_reported_at_line_and_column(
         ("agent: {name: !!int x}\n", "F:1:15: cannot read 'x' as a whole number (quote it to make it a string)"),
         ("agent: {heal: !!bool maybe}\n", "F:1:15: cannot read 'maybe' as true or false (quote it to make it a string)"),
         ("agent: {name: !!timestamp x}\n", "F:1:15: cannot read 'x' as a date (quote it to make it a string)"),
+        # Found by the fuzz test in CI: a mapping tag on a scalar crashed the loader (ValueError).
+        ("checks: !!set a\n", "F:1:9: set expects a mapping here"),
+        ("agent: {api: !!set [1]}\n", "F:1:14: set expects a mapping here"),
     ],
 )
 def test_a_scalar_its_tag_cannot_read_is_a_located_error(tmp_path: Path, text: str, expected: str) -> None:

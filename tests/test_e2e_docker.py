@@ -256,7 +256,8 @@ async def test_never_restarts_a_container_no_heal_names(
     assert after["State"]["Status"] == "exited" and after["State"]["ExitCode"] == 137
     assert after["RestartCount"] == before["RestartCount"]
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
-    assert [r["container"] for r in heal_restarts(agent)] == [patient]
+    # Only the patient: a loaded engine may need a second restart of it, never one of the bystander.
+    assert {r["container"] for r in heal_restarts(agent)} == {patient}
 
     for check in ("bystander", "bystander-http"):
         inc = opened[check]["incident"]

@@ -331,6 +331,10 @@ class _Loader(yaml.SafeLoader):
             ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # `!!set a`: a mapping tag on a scalar or a list
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.tag.rpartition(':')[2]} expects a mapping here", node.start_mark
+            )
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
