@@ -14,7 +14,6 @@ float) in the JSON body and ``Retry-After`` in the headers; ``400`` is a body it
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, parse_retry_after, seconds_in
-from actions.notifiers.message import Message, build_message
+from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, Secret
 
@@ -94,7 +93,7 @@ class DiscordNotifier(HttpNotifier[DiscordNotifierConfig]):
 
 def render_discord(notification: Notification) -> bytes:
     """The webhook body: compact JSON, the same bytes for the same event."""
-    return json.dumps(discord_body(build_message(notification)), separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(discord_body(build_message(notification)))
 
 
 def discord_body(message: Message) -> dict[str, Any]:
@@ -106,7 +105,7 @@ def discord_body(message: Message) -> dict[str, Any]:
         "color": colour(message),
         "fields": [
             {
-                "name": _cut(name, FIELD_NAME_CHARS),
+                "name": cut(name, FIELD_NAME_CHARS),
                 "value": _escaped(value, FIELD_VALUE_CHARS) or "-",
                 "inline": True,
             }
@@ -142,7 +141,7 @@ def markdown_escape(text: str) -> str:
 
 def _code_block(title: str, lines: list[str], budget: int) -> str:
     # No escape works inside ``` : a backtick becomes U+02CB (reads the same, closes nothing).
-    body = _cut("\n".join(lines).replace("`", "\u02cb"), budget)
+    body = cut("\n".join(lines).replace("`", "\u02cb"), budget)
     return f"**{title}**\n```\n{body}\n```"
 
 
@@ -156,6 +155,3 @@ def _escaped(text: str, limit: int) -> str:
         keep -= len(escaped) - (limit - 1)
     return escaped + "…"
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -111,6 +111,18 @@ def build_message(notification: Notification) -> Message:
     )
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def compact_json(document: Any) -> bytes:
+    """A request body: compact JSON, UTF-8, not escaped (what the chat and paging services take)."""
+    import json
+
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def format_elapsed(seconds: float) -> str:
     """``3m12s``, ``45s``, ``1h2m``, ``2d3h``: two units at most, the larger first."""
     total = max(0, int(seconds))

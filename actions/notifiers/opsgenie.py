@@ -30,7 +30,7 @@ from urllib.parse import quote
 from pydantic import Field, model_validator
 
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
-from actions.notifiers.message import Message, build_message
+from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import ConfigModel, HttpUrl, NonEmptyStr, Secret
 
@@ -103,7 +103,7 @@ class OpsgenieNotifier(HttpNotifier[OpsgenieNotifierConfig]):
             action = "close" if call == "close" else "notes"
             url = f"{base}/{quote(alias, safe='')}/{action}?identifierType=alias"
         headers = {"Authorization": f"GenieKey {self.config.api_key}"}
-        return Request(url, headers, body=_dumps(inner))
+        return Request(url, headers, body=compact_json(inner))
 
     async def send(self, event_id: str, body: bytes) -> Delivery:
         delivery = await super().send(event_id, body)
@@ -130,14 +130,14 @@ def render_call(notification: Notification, responders: list[dict[str, str]] | N
     event = notification.event
     message = build_message(notification)
     alias = event.incident_id
-    source = _cut(str(event.agent.get("name") or "lifeguard"), SOURCE_CHARS)
+    source = cut(str(event.agent.get("name") or "lifeguard"), SOURCE_CHARS)
     call: Call
     if event.kind in ("incident.opened", "notifier.test"):
         call = "create"
         body: dict[str, Any] = {
-            "message": _cut(message.first_line, MESSAGE_CHARS),
+            "message": cut(message.first_line, MESSAGE_CHARS),
             "alias": alias,
-            "description": _cut(message.text(), DESCRIPTION_CHARS),
+            "description": cut(message.text(), DESCRIPTION_CHARS),
         }
         if responders:
             body["responders"] = responders
@@ -151,8 +151,8 @@ def render_call(notification: Notification, responders: list[dict[str, str]] | N
         }
     else:
         call = "close" if event.kind == "incident.resolved" else "note"
-        body = {"user": USER, "source": source, "note": _cut(message.text(), NOTE_CHARS)}
-    return _dumps({"call": call, "alias": alias, "body": body})
+        body = {"user": USER, "source": source, "note": cut(message.text(), NOTE_CHARS)}
+    return compact_json({"call": call, "alias": alias, "body": body})
 
 
 def details(message: Message, incident_id: str) -> dict[str, str]:
@@ -165,7 +165,7 @@ def details(message: Message, incident_id: str) -> dict[str, str]:
         found["Container state"] = message.container_state
     if message.evidence_url:
         found["Evidence"] = message.evidence_url
-    return {key: _cut(value, DETAIL_VALUE_CHARS) for key, value in found.items()}
+    return {key: cut(value, DETAIL_VALUE_CHARS) for key, value in found.items()}
 
 
 def _tags(message: Message, incident: dict[str, Any]) -> list[str]:
@@ -173,7 +173,7 @@ def _tags(message: Message, incident: dict[str, Any]) -> list[str]:
     own = incident.get("tags")
     if isinstance(own, list):
         tags += [str(tag) for tag in own]
-    unique = [_cut(tag, TAG_CHARS) for tag in dict.fromkeys(tags) if tag]
+    unique = [cut(tag, TAG_CHARS) for tag in dict.fromkeys(tags) if tag]
     return unique[:TAGS]
 
 
@@ -196,9 +196,3 @@ def _explain(body: Any) -> str | None:
     return words.strip() or None
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

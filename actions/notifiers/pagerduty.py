@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
-from actions.notifiers.message import Message, build_message
+from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, NonEmptyStr, Secret
 from agent.timefmt import iso
@@ -58,7 +58,7 @@ class PagerDutyNotifier(HttpNotifier[PagerDutyNotifierConfig]):
     def request(self, event_id: str, body: bytes, now: float) -> Request:
         event = json.loads(body)
         wire = {"routing_key": self.config.routing_key, **event}
-        return Request(str(self.config.url), body=_dumps(wire))
+        return Request(str(self.config.url), body=compact_json(wire))
 
     def classify(self, answer: Answer) -> Delivery:
         delivery = classify_answer(answer, self.redact)
@@ -75,11 +75,11 @@ def render_event(notification: Notification) -> bytes:
     event = notification.event
     dedup_key = event.incident_id
     if event.kind == "incident.resolved":
-        return _dumps({"event_action": "resolve", "dedup_key": dedup_key})
+        return compact_json({"event_action": "resolve", "dedup_key": dedup_key})
     message = build_message(notification)
     incident = event.incident
     payload: dict[str, Any] = {
-        "summary": _cut(message.first_line, SUMMARY_CHARS),
+        "summary": cut(message.first_line, SUMMARY_CHARS),
         "source": str(event.agent.get("name") or "lifeguard"),
         "severity": SEVERITIES.get(message.severity, "error"),
         "timestamp": iso(event.occurred_at),
@@ -100,7 +100,7 @@ def render_event(notification: Notification) -> bytes:
     if message.evidence_url:
         document["client_url"] = message.evidence_url
         document["links"] = [{"href": message.evidence_url, "text": "Evidence bundle"}]
-    return _dumps(document)
+    return compact_json(document)
 
 
 def custom_details(message: Message, incident_id: str) -> dict[str, Any]:
@@ -129,9 +129,3 @@ def _explain(body: Any) -> str | None:
     return words.strip() or None
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

@@ -14,7 +14,6 @@ same request would get the same answer. 5xx is retried.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
-from actions.notifiers.message import Message, build_message
+from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, Secret
 
@@ -87,12 +86,12 @@ class SlackNotifier(HttpNotifier[SlackNotifierConfig]):
 
 def render_slack(notification: Notification) -> bytes:
     """The webhook body: compact JSON, the same bytes for the same event."""
-    return json.dumps(slack_body(build_message(notification)), separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(slack_body(build_message(notification)))
 
 
 def slack_body(message: Message) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(message.first_line, HEADER_CHARS)}},
+        {"type": "header", "text": {"type": "plain_text", "text": cut(message.first_line, HEADER_CHARS)}},
     ]
     fields = [*message.facts]
     if message.container_state:
@@ -102,7 +101,7 @@ def slack_body(message: Message) -> dict[str, Any]:
             "type": "section",
             # plain_text: names, targets and states are shown as written, never parsed as markup.
             "fields": [
-                {"type": "plain_text", "text": _cut(f"{name}:\n{value}", FIELD_CHARS), "emoji": False}
+                {"type": "plain_text", "text": cut(f"{name}:\n{value}", FIELD_CHARS), "emoji": False}
                 for name, value in fields[:10]  # Slack's limit per section
             ],
         })
@@ -144,11 +143,8 @@ def _code_section(title: str, lines: list[str]) -> dict[str, Any]:
     # becomes a look-alike (U+02CB) and the text reads the same.
     budget = SECTION_CHARS - len(title) - 16
     raw = "\n".join(lines).replace("`", "\u02cb")
-    body = mrkdwn_escape(_cut(raw, budget))
+    body = mrkdwn_escape(cut(raw, budget))
     if len(body) > budget:  # entities made it longer: cut so that even all-entities fits
-        body = mrkdwn_escape(_cut(raw, budget // 5))
+        body = mrkdwn_escape(cut(raw, budget // 5))
     return {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n```{body}```"}}
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

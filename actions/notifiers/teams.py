@@ -13,7 +13,6 @@ A Workflows webhook answers ``202 Accepted`` (``200`` from some flows); ``429`` 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -21,7 +20,7 @@ from pydantic import Field
 
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
-from actions.notifiers.message import Message, build_message
+from actions.notifiers.message import Message, build_message, compact_json
 from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, Secret
 
@@ -83,7 +82,7 @@ def render_teams(notification: Notification) -> bytes:
             "content": card(build_message(notification)),
         }],
     }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(body)
 
 
 def card(message: Message) -> dict[str, Any]:
