@@ -376,7 +376,9 @@ class Daemon:
             from agent.discovery import Discovery
 
             assert self.docker is not None  # discovery needs Docker (plugins.needs)
-            self.discovery = Discovery(self, self.docker, cfg.docker.discover)
+            self.discovery = Discovery(
+                self.docker, cfg.docker.discover, spawn=self.supervisor.spawn, on_change=self.discovered_changed
+            )
         self.context: CheckContext = CheckContext(docker=self.docker)
         checks = [build_check(c, self.context) for c in cfg.checks]
         self.evidence: EvidenceCollector = EvidenceCollector(self.docker, cfg.agent.state_dir)

@@ -25,7 +25,7 @@ import asyncio
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,6 @@ from agent.dockerclient import ContainerNotFound, DockerError
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.config import CheckConfigBase, Config, DiscoverConfig
-    from agent.daemon import Daemon
     from agent.dockerclient import DockerEngine
 
 log = structlog.get_logger("lifeguard.discovery")
@@ -182,8 +181,17 @@ class Discovery:
 
     name = "discovery"
 
-    def __init__(self, daemon: Daemon, docker: DockerEngine, config: DiscoverConfig) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        docker: DockerEngine,
+        config: DiscoverConfig,
+        *,
+        spawn: Callable[[str, Coroutine[Any, Any, None]], asyncio.Task[Any]],
+        on_change: Callable[[], Awaitable[object]],
+    ) -> None:
+        # Told how to own its tasks and whom to tell of a change, it knows nothing of the daemon.
+        self._spawn = spawn
+        self._on_change = on_change
         self.docker = docker
         self.config = config
         self.project: str | None = None  # the Compose project looked at; None: any
@@ -193,8 +201,7 @@ class Discovery:
         self._warned: set[tuple[str, str, str]] = set()
 
     async def start(self) -> None:
-        spawn = self.daemon.supervisor.spawn
-        self._tasks = [spawn("discovery:scan", self._run())]
+        self._tasks = [self._spawn("discovery:scan", self._run())]
 
     async def stop(self, grace: float) -> None:
         for task in self._tasks:
@@ -219,7 +226,7 @@ class Discovery:
         self.project = project if isinstance(project, str) else None
         log.info("discovery.started", project=self.project or "any", poll_s=self.config.poll,
                  allow_heal=self.config.allow_heal)
-        self._tasks.append(self.daemon.supervisor.spawn("discovery:events", self._events()))
+        self._tasks.append(self._spawn("discovery:events", self._events()))
         while True:
             self._wake.clear()
             await self._scan()
@@ -271,7 +278,7 @@ class Discovery:
             return
         self.containers = found
         log.info("discovery.changed", containers=[c.name for c in found])
-        await self.daemon.discovered_changed()
+        await self._on_change()
 
     async def _events(self) -> None:
         filters = {"type": ["container"], "event": list(EVENTS), "label": [LABEL_TYPE]}
