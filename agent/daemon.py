@@ -518,6 +518,7 @@ class Daemon:
             board=self.engine,
             incidents=self.reader,
             deliveries=_DeliveryDesk(self.store, self.outbox),
+            desk=self.engine,  # the one writer of incidents carries out their commands
             metrics=Exposition(self._metrics_snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
