@@ -2,7 +2,10 @@
 
 It never decides anything and knows nothing of the daemon: it is given small interfaces
 (``HealthFacts``, ``CheckBoard``, ``IncidentReader``, ``DeliveryDesk``) and formats what they say.
-Its writes put a dead delivery back in the queue and reload the config (``ReloadDesk``).
+Its writes put a dead delivery back in the queue, reload the config (``ReloadDesk``) and run
+incidents (``IncidentDesk``: acknowledge, comment, status updates, open, change, resolve). Write
+bodies are JSON objects checked field by field here; a refusal names its field
+(``{"error": {"code": "bad_parameter", "message": …, "field": …}}``).
 ``/health`` answers from memory only (``HealthFacts`` is synchronous), so a database held by
 another process never slows it down. With a token, every route but ``/health`` needs
 ``Authorization: Bearer …``. Every error, aiohttp's own included (a malformed request line, an
@@ -31,7 +34,8 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
 from agent import __version__
-from agent.engine import CheckView
+from agent.engine import PHASES, CheckView, IncidentConflict, IncidentPatch, UnknownIncident
+from agent.incidents import SEVERITIES
 from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent.payload import iso
 
@@ -40,6 +44,10 @@ log = structlog.get_logger("lifeguard.api")
 INCIDENT_ID = re.compile(r"^inc_[0-9a-f]{12,}$")
 DELIVERY_ID = re.compile(r"[0-9]{1,18}")  # fits SQLite's integer
 DELIVERY_STATUSES = ("pending", "dead", "delivered")
+INCIDENT_STATUSES = ("open", "acknowledged", "resolved")  # open: every unresolved one
+NAME_MAX = 200  # an author, an assignee, a tag, a service, a title
+TEXT_MAX = 10_000  # a comment, a message, a description, a root cause
+LIST_MAX = 50
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes '²' and '①'
 PENDING_TOO_LONG = 60.0  # seconds an event may wait before /health says degraded
 SHOWN = 40  # characters of a rejected value echoed in an error message
@@ -121,6 +129,57 @@ class DeliveryDesk(Protocol):
         ...
 
 
+class IncidentDesk(Protocol):
+    """The commands of the people running incidents (the engine, the one writer, carries them out).
+    Each answers the incident as it now is (internal comments included), raises ``UnknownIncident``
+    for an unknown id and ``IncidentConflict`` when the command makes no sense in its state."""
+
+    async def acknowledge(self, incident_id: str, by: str) -> dict[str, Any]: ...
+
+    async def comment(self, incident_id: str, author: str, text: str, internal: bool = False) -> dict[str, Any]: ...
+
+    async def post_update(self, incident_id: str, phase: str, message: str, author: str) -> dict[str, Any]: ...
+
+    async def open_manual(
+        self,
+        title: str,
+        severity: str,
+        by: str,
+        *,
+        description: str | None = None,
+        affected_services: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        assignee: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def patch(self, incident_id: str, changes: IncidentPatch, by: str) -> dict[str, Any]: ...
+
+    async def resolve(
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        root_cause: str | None = None,
+        solution: str | None = None,
+        follow_ups: Sequence[str] | None = None,
+    ) -> dict[str, Any]: ...
+
+
+class ApiRefusal(Exception):
+    """A request the API refuses: its status, code and message, in the error shape."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+class BadParameter(ApiRefusal):
+    """A write body's field is missing, unknown or of the wrong shape: a 400 naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(400, "bad_parameter", f"{field}: {message}", field)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryAnswer:
     """What asking for a retry came to: the delivery as it now is (None: no such delivery), or why not."""
@@ -140,6 +199,7 @@ class _Sources:
     clock: Callable[[], float]
     metrics: Callable[[], Awaitable[bytes]] | None = None
     reloads: ReloadDesk | None = None
+    desk: IncidentDesk | None = None
 
 
 SOURCES = web.AppKey("lifeguard.api", _Sources)
@@ -156,18 +216,25 @@ def create_app(
     clock: Callable[[], float] = time.time,
     reloads: ReloadDesk | None = None,
     metrics: Callable[[], Awaitable[bytes]] | None = None,
+    desk: IncidentDesk | None = None,
 ) -> web.Application:
     """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
     ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
     app = web.Application(middlewares=[_errors_and_auth])
     token_of = token if callable(token) else (lambda: token)
     app[SOURCES] = _Sources(
-        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads
+        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads, desk
     )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
     app.router.add_get("/api/incidents", incidents_route)
+    app.router.add_post("/api/incidents", open_incident_route)
     app.router.add_get("/api/incidents/{id}", incident_route)
+    app.router.add_patch("/api/incidents/{id}", patch_route)
+    app.router.add_post("/api/incidents/{id}/ack", ack_route)
+    app.router.add_post("/api/incidents/{id}/comments", comment_route)
+    app.router.add_post("/api/incidents/{id}/updates", update_route)
+    app.router.add_post("/api/incidents/{id}/resolve", resolve_route)
     app.router.add_get("/api/incidents/{id}/evidence", evidence_route)
     app.router.add_get("/api/deliveries", deliveries_route)
     app.router.add_post("/api/deliveries/{id}/retry", retry_route)
@@ -234,8 +301,11 @@ class _JsonErrorProtocol(RequestHandler):
         return resp
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response({"error": body}, status=status)
 
 
 def _shown(value: str) -> str:
@@ -284,6 +354,12 @@ async def _errors_and_auth(
             return error(401, "unauthorized", "missing or wrong bearer token")
     try:
         return await handler(request)
+    except ApiRefusal as exc:
+        return error(exc.status, exc.code, str(exc), exc.field)
+    except UnknownIncident as exc:
+        return error(404, "not_found", f"no incident {exc.args[0]}")
+    except IncidentConflict as exc:
+        return error(409, "conflict", str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -341,8 +417,9 @@ async def checks_route(request: web.Request) -> web.Response:
 
 async def incidents_route(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    if status not in (None, "open", "resolved"):
-        return error(400, "bad_parameter", f"status: expected open or resolved, got {_shown(status)}")
+    if status is not None and status not in INCIDENT_STATUSES:
+        expected = ", ".join(INCIDENT_STATUSES)
+        return error(400, "bad_parameter", f"status: expected one of {expected}, got {_shown(status)}")
     limit = _limit(request)
     if isinstance(limit, web.Response):
         return limit
@@ -424,6 +501,179 @@ async def evidence_route(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     return web.json_response(await request.app[SOURCES].incidents.evidence(incident_id))
+
+
+# -- running incidents ------------------------------------------------------------------------
+async def _body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``), with no key but those allowed."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadParameter("body", "expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadParameter("body", f"expected a JSON object, got {type(body).__name__}")
+    known = set(allowed)
+    for key in body:
+        if key not in known:
+            raise BadParameter(key, f"unknown field (expected some of: {', '.join(allowed)})")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, *, default: str | None = None, most: int = NAME_MAX) -> str | None:
+    """A string field: present and not blank, or absent (``default``); never null."""
+    if name not in body:
+        return default
+    value = body[name]
+    if not isinstance(value, str):
+        raise BadParameter(name, f"expected a string, got {_json_type(value)}")
+    if not value.strip():
+        raise BadParameter(name, "expected text, got a blank string")
+    if len(value) > most:
+        raise BadParameter(name, f"expected at most {most} characters, got {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter(name, "expected valid Unicode text") from None
+    return value
+
+
+def _required(body: dict[str, Any], name: str, *, most: int = NAME_MAX) -> str:
+    value = _text(body, name, most=most)
+    if value is None:
+        raise BadParameter(name, "required")
+    return value
+
+
+def _texts(body: dict[str, Any], name: str) -> list[str] | None:
+    """A list of short strings (tags, services, follow-ups), or None when absent."""
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, list):
+        raise BadParameter(name, f"expected a list of strings, got {_json_type(value)}")
+    if len(value) > LIST_MAX:
+        raise BadParameter(name, f"expected at most {LIST_MAX} items, got {len(value)}")
+    return [str(_text({f"{name}[{i}]": v}, f"{name}[{i}]", most=TEXT_MAX if name == "follow_ups" else NAME_MAX))
+            for i, v in enumerate(value)]
+
+
+def _choice(body: dict[str, Any], name: str, choices: Sequence[str]) -> str | None:
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, str) or value not in choices:
+        shown = _shown(value) if isinstance(value, str) else _json_type(value)
+        raise BadParameter(name, f"expected one of {', '.join(choices)}, got {shown}")
+    return value
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadParameter(name, f"expected true or false, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _desk(request: web.Request) -> IncidentDesk:
+    desk = request.app[SOURCES].desk
+    if desk is None:
+        raise ApiRefusal(404, "not_found", "this agent takes no incident commands")
+    return desk
+
+
+def _incident_id(request: web.Request) -> str:
+    incident_id = request.match_info["id"]
+    if not INCIDENT_ID.match(incident_id):
+        raise ApiRefusal(400, "bad_id", f"not an incident id: {_shown(incident_id)}")
+    return incident_id
+
+
+async def open_incident_route(request: web.Request) -> web.Response:
+    """Open an incident by hand (201): tied to no check, so never resolved by recovery nor healed."""
+    desk = _desk(request)
+    fields = ("title", "severity", "description", "affected_services", "tags", "assignee", "by")
+    body = await _body(request, fields)
+    title = _required(body, "title")
+    severity = _choice(body, "severity", SEVERITIES)
+    if severity is None:
+        raise BadParameter("severity", f"required (one of {', '.join(SEVERITIES)})")
+    found = await desk.open_manual(
+        title,
+        severity,
+        _text(body, "by", default="api") or "api",
+        description=_text(body, "description", most=TEXT_MAX),
+        affected_services=_texts(body, "affected_services") or [],
+        tags=_texts(body, "tags") or [],
+        assignee=_text(body, "assignee"),
+    )
+    return web.json_response(found, status=201)
+
+
+async def patch_route(request: web.Request) -> web.Response:
+    """Change severity, assignee or tags; resolution fields also after the incident is resolved."""
+    incident_id = _incident_id(request)
+    desk = _desk(request)
+    fields = ("severity", "assignee", "tags", "root_cause", "solution", "follow_ups", "by")
+    body = await _body(request, fields)
+    changes = IncidentPatch(
+        severity=_choice(body, "severity", SEVERITIES),
+        assignee=_text(body, "assignee"),
+        tags=_texts(body, "tags"),
+        root_cause=_text(body, "root_cause", most=TEXT_MAX),
+        solution=_text(body, "solution", most=TEXT_MAX),
+        follow_ups=_texts(body, "follow_ups"),
+    )
+    return web.json_response(await desk.patch(incident_id, changes, _text(body, "by", default="api") or "api"))
+
+
+async def ack_route(request: web.Request) -> web.Response:
+    incident_id = _incident_id(request)
+    desk = _desk(request)
+    body = await _body(request, ("by",))
+    return web.json_response(await desk.acknowledge(incident_id, _text(body, "by", default="api") or "api"))
+
+
+async def comment_route(request: web.Request) -> web.Response:
+    incident_id = _incident_id(request)
+    desk = _desk(request)
+    body = await _body(request, ("text", "author", "internal"))
+    text = _required(body, "text", most=TEXT_MAX)
+    author = _text(body, "author", default="api") or "api"
+    return web.json_response(await desk.comment(incident_id, author, text, _flag(body, "internal")), status=201)
+
+
+async def update_route(request: web.Request) -> web.Response:
+    incident_id = _incident_id(request)
+    desk = _desk(request)
+    body = await _body(request, ("phase", "message", "author"))
+    phase = _choice(body, "phase", PHASES[:-1])  # resolving is its own command
+    if phase is None:
+        raise BadParameter("phase", f"required (one of {', '.join(PHASES[:-1])})")
+    message = _required(body, "message", most=TEXT_MAX)
+    author = _text(body, "author", default="api") or "api"
+    return web.json_response(await desk.post_update(incident_id, phase, message, author), status=201)
+
+
+async def resolve_route(request: web.Request) -> web.Response:
+    incident_id = _incident_id(request)
+    desk = _desk(request)
+    body = await _body(request, ("by", "root_cause", "solution", "follow_ups"))
+    found = await desk.resolve(
+        incident_id,
+        _text(body, "by", default="api") or "api",
+        root_cause=_text(body, "root_cause", most=TEXT_MAX),
+        solution=_text(body, "solution", most=TEXT_MAX),
+        follow_ups=_texts(body, "follow_ups"),
+    )
+    return web.json_response(found)
 
 
 @cache

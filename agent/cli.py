@@ -1,9 +1,11 @@
-"""The ``lifeguard`` command: run, reload, check-config, once, status, gen-secret, notify test, deliveries.
+"""The ``lifeguard`` command: run, reload, check-config, once, status, gen-secret, notify test, deliveries,
+incidents.
 
 Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
 invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
 unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
-``reload``, ``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``.
+``reload``, ``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``; ``incidents``:
+``agent.cli_incidents``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,45 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, help="how many (1-1000, default 50)")
     retry = actions.add_parser("retry", parents=[with_config], help="put a dead delivery back in the queue")
     retry.add_argument("id", help="the delivery's id (deliveries list)")
+    _incidents_parser(sub, with_config)
     return parser
+
+
+def _incidents_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], with_config: argparse.ArgumentParser
+) -> None:
+
+    out = argparse.ArgumentParser(add_help=False, parents=[with_config])
+    out.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    by = argparse.ArgumentParser(add_help=False, parents=[out])
+    by.add_argument("--by", default=None, help="who does it (default: $USER@host)")
+    one = argparse.ArgumentParser(add_help=False, parents=[by])
+    one.add_argument("id", help="the incident's id (incidents list)")
+    incidents = sub.add_parser("incidents", help="the running agent's incidents (its API)")
+    actions = incidents.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[out], help="incidents, newest first")
+    listing.add_argument("--status", choices=["open", "acknowledged", "resolved"], help="open: every unresolved one")
+    listing.add_argument("--limit", type=int, help="how many (1-1000, default 50)")
+    show = actions.add_parser("show", parents=[out], help="one incident, its updates, comments and timeline")
+    show.add_argument("id", help="the incident's id")
+    actions.add_parser("ack", parents=[one], help="acknowledge: someone is on it")
+    update = actions.add_parser("update", parents=[one], help="post a public status update")
+    update.add_argument("--phase", required=True, choices=["investigating", "identified", "monitoring"])
+    update.add_argument("-m", "--message", required=True, help="what the status page and chat show")
+    comment = actions.add_parser("comment", parents=[one], help="comment on an incident")
+    comment.add_argument("-m", "--message", required=True)
+    comment.add_argument("--internal", action="store_true", help="only to notifiers with internal: true")
+    resolve = actions.add_parser("resolve", parents=[one], help="resolve by hand")
+    resolve.add_argument("--root-cause")
+    resolve.add_argument("--solution")
+    resolve.add_argument("--follow-up", action="append", dest="follow_ups", help="an action item (repeatable)")
+    opening = actions.add_parser("open", parents=[by], help="open an incident by hand (tied to no check)")
+    opening.add_argument("--title", required=True)
+    opening.add_argument("--severity", required=True, choices=["critical", "high", "medium", "low"])
+    opening.add_argument("--description")
+    opening.add_argument("--service", action="append", dest="services", help="an affected service (repeatable)")
+    opening.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
+    opening.add_argument("--assignee")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
-    if args.command in ("notify", "deliveries", "status", "reload"):
+    if args.command in ("notify", "deliveries", "status", "reload", "incidents"):
         return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
@@ -127,9 +167,39 @@ def _operate(args: argparse.Namespace, config: Config) -> int:
         return cli_ops.notify_test(config, args.name)
     if args.command == "reload":
         return cli_ops.reload(config)
+    if args.command == "incidents":
+        return _incidents(args, config)
     if args.action == "list":
         return cli_ops.deliveries_list(config, args.status, args.notifier, args.limit)
     return cli_ops.deliveries_retry(config, args.id)
+
+
+def _incidents(args: argparse.Namespace, config: Config) -> int:
+    from agent import cli_incidents as ci
+
+    if args.action == "list":
+        return ci.listing(config, args.status, args.limit, args.json)
+    if args.action == "show":
+        return ci.show(config, args.id, args.json)
+    by = args.by or ci.default_author()
+    if args.action == "open":
+        body = {
+            "title": args.title, "severity": args.severity, "description": args.description,
+            "affected_services": args.services, "tags": args.tags, "assignee": args.assignee, "by": by,
+        }
+        return ci.command(config, "POST", "/api/incidents", body, args.json, "opened {id}: [{sev}] {title}")
+    path = f"/api/incidents/{args.id}"
+    if args.action == "ack":
+        said = "{id} acknowledged by {acknowledged_by}"
+        return ci.command(config, "POST", f"{path}/ack", {"by": by}, args.json, said)
+    if args.action == "update":
+        body = {"phase": args.phase, "message": args.message, "author": by}
+        return ci.command(config, "POST", f"{path}/updates", body, args.json, "{id} is now {phase}")
+    if args.action == "comment":
+        body = {"text": args.message, "internal": args.internal, "author": by}
+        return ci.command(config, "POST", f"{path}/comments", body, args.json, "{id}: comment added")
+    body = {"by": by, "root_cause": args.root_cause, "solution": args.solution, "follow_ups": args.follow_ups}
+    return ci.command(config, "POST", f"{path}/resolve", body, args.json, "{id} resolved by {resolved_by}")
 
 
 def _warn_if_secrets_exposed(path: Path, secrets: list[str]) -> None:

@@ -231,11 +231,11 @@ def agent_url(config: Config) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{api.port}"
 
 
-def _call(config: Config, method: str, path: str, query: dict[str, str]) -> Any:
+def _call(config: Config, method: str, path: str, query: dict[str, str], body: Any = None) -> Any:
     """The API's JSON answer, or None after printing why there is none (no agent, an error)."""
     base = agent_url(config)
     try:
-        status, body = asyncio.run(_request(method, base + path, query, config.agent.api.token))
+        status, body = asyncio.run(_request(method, base + path, query, config.agent.api.token, body))
     except (OSError, TimeoutError, ValueError) as exc:
         reason = "no answer in time" if isinstance(exc, TimeoutError) else _reason(exc)
         print(
@@ -250,7 +250,9 @@ def _call(config: Config, method: str, path: str, query: dict[str, str]) -> Any:
     return body
 
 
-async def _request(method: str, url: str, query: dict[str, str], token: str | None) -> tuple[int, Any]:
+async def _request(
+    method: str, url: str, query: dict[str, str], token: str | None, body: Any = None
+) -> tuple[int, Any]:
     import aiohttp
 
     from agent.neterrors import describe_os_error
@@ -258,7 +260,7 @@ async def _request(method: str, url: str, query: dict[str, str], token: str | No
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)) as session:
-            async with session.request(method, url, params=query, headers=headers) as resp:
+            async with session.request(method, url, params=query, headers=headers, json=body) as resp:
                 try:
                     body = await resp.json(content_type=None)
                 except ValueError:

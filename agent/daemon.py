@@ -391,7 +391,7 @@ class Daemon:
             notify_all=[n.name for n in cfg.notifiers],
             on_events=lambda: self.outbox.wake(),
             secrets=plugins.secret_values(cfg),
-            notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity) for n in cfg.notifiers},
+            notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in cfg.notifiers},
         )
         notifiers = {n.name: build_notifier(n, lambda: self.context.http) for n in cfg.notifiers}
         self.outbox: Outbox = Outbox(
@@ -520,6 +520,7 @@ class Daemon:
             board=self.engine,
             incidents=self.reader,
             deliveries=_DeliveryDesk(self.store, self.outbox),
+            desk=self.engine,  # the one writer of incidents carries out their commands
             metrics=Exposition(self._metrics_snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
@@ -695,7 +696,7 @@ class Daemon:
         self.outbox.evidence_public = new.agent.api.public_url is not None
         self.engine.set_routing(
             [n.name for n in new.notifiers],
-            {n.name: NotifierFilter.of(n.events, n.min_severity) for n in new.notifiers},
+            {n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in new.notifiers},
         )
         self.engine.set_secrets(plugins.secret_values(new))
         self.engine.heal_enabled = self.heal_enabled = heal_enabled

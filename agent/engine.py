@@ -5,7 +5,10 @@ heal attempt and its events — in ONE transaction, and only once that commits d
 machine's new state, wake the outbox and start the slow parts (the heal, the evidence) as owned
 background tasks. A write that fails changes nothing in memory: the check's next result decides
 again, and ``problems()`` says so until a write succeeds. Results, evidence and heal outcomes
-are written here too; the write API's commands (ack, updates, comments) will join them.
+are written here too, and so are the commands of the people running an incident (acknowledge,
+comment, post a status update, open one by hand, change it, resolve it): each one transaction
+with its timeline entry (with its author) and its event, held under the same lock as the
+check's results, and refused as a whole (``IncidentConflict``) when it makes no sense.
 A reload adds, replaces (state and history kept) and removes tracked checks one by one.
 """
 
@@ -15,7 +18,8 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +31,7 @@ from agent.metrics import EngineTally
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
 from agent.store import Change, ResultRow, Store, new_id
+from agent.timefmt import iso
 from checks.base import CheckResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +57,34 @@ _RECORDS: dict[str, tuple[str, str | None, str | None, str]] = {
     "heal_exhausted": ("heal_exhausted", "incident.escalated", "heal_exhausted", "incident.escalated"),
     "resolve": ("resolved", "incident.resolved", None, "incident.resolved"),
 }
+
+
+PHASES = ("investigating", "identified", "monitoring", "resolved")
+"""An incident's public phase, in the order it usually goes through them."""
+
+
+class UnknownIncident(LookupError):
+    """No incident has that id."""
+
+
+class IncidentConflict(Exception):
+    """The command makes no sense in the incident's state (a second resolve): nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPatch:
+    """What a ``patch`` changes; None leaves a field as it is."""
+
+    severity: str | None = None
+    assignee: str | None = None
+    tags: Sequence[str] | None = None
+    root_cause: str | None = None
+    solution: str | None = None
+    follow_ups: Sequence[str] | None = None
+
+    def unresolved_only(self) -> list[str]:
+        """The fields given that only an unresolved incident takes."""
+        return [n for n in ("severity", "assignee", "tags") if getattr(self, n) is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +166,7 @@ class Engine:
         self._notify_all = list(notify_all)
         self._write_error: str | None = None
         self._results_error: str | None = None
+        self._manual_lock = asyncio.Lock()  # commands on incidents no check's lock covers
 
     # -- start -----------------------------------------------------------------------------
     async def restore(self) -> None:
@@ -422,6 +456,208 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.flush_results()
 
+    # -- commands of the people running an incident ---------------------------------------
+    @asynccontextmanager
+    async def _held(self, incident_id: str) -> AsyncIterator[tuple[dict[str, Any], Tracked | None]]:
+        """The incident's row under its check's lock (a manual one's under the engine's), and
+        its check if that check's machine still follows this incident."""
+        row = await self.store.run(self.store.incidents.row, incident_id)
+        if row is None:
+            raise UnknownIncident(incident_id)
+        tracked = None if row["manual"] else self.tracked.get(row["check_name"])
+        async with tracked.lock if tracked is not None else self._manual_lock:
+            row = await self.store.run(self.store.incidents.row, incident_id)
+            assert row is not None  # incidents are never deleted
+            current = None if row["manual"] else self.tracked.get(row["check_name"])
+            if current is not None and current.state.incident_id != incident_id:
+                current = None
+            yield row, current
+
+    async def _command(self, row: dict[str, Any], tracked: Tracked | None, change: Change) -> dict[str, Any]:
+        """Write one command's change; its events go to the incident's notifiers that take them."""
+        change.notifiers = tracked.config.notify if tracked is not None else self._notify_all
+        self._filter(change, change.update.get("severity", row["severity"]))
+        if change.comment is not None and change.comment[2]:  # an internal comment: internal notifiers only
+            kind = "incident.commented"
+            change.notifiers_for[kind] = [
+                n for n in change.notifiers_for[kind] if self.filters.get(n, NotifierFilter()).internal
+            ]
+        await self.store.run(self.store.apply, change)  # a refusal propagates: nothing was adopted
+        self._write_error = None
+        if change.events:
+            self.on_events()
+        found = await self.store.run(self.store.incidents.get, change.incident_id)
+        assert found is not None
+        return found
+
+    async def acknowledge(self, incident_id: str, by: str) -> dict[str, Any]:
+        """Someone is on it. A resolved or already acknowledged incident is a conflict."""
+        async with self._held(incident_id) as (row, tracked):
+            if row["status"] != "open":
+                raise IncidentConflict(f"incident {incident_id} is {row['status']}" + _by(row, row["status"]))
+            now = self.clock()
+            change = Change(
+                incident_id, now, author=by,
+                update={"status": "acknowledged", "acknowledged_at": now, "acknowledged_by": by},
+                timeline=[("acknowledged", f"acknowledged by {by}")],
+                events=[("incident.acknowledged", None)],
+            )
+            found = await self._command(row, tracked, change)
+        log.info("incident.acknowledged", incident_id=incident_id, by=by)
+        return found
+
+    async def comment(self, incident_id: str, author: str, text: str, internal: bool = False) -> dict[str, Any]:
+        """A comment, on any incident. An internal one goes only to notifiers with ``internal: true``,
+        and its text never enters the incident's snapshot that events carry."""
+        async with self._held(incident_id) as (row, tracked):
+            now = self.clock()
+            change = Change(
+                incident_id, now, author=author,
+                comment=(author, text, internal),
+                timeline=[("commented", f"internal comment by {author}" if internal else f"{author}: {text}")],
+                events=[("incident.commented", None)],
+                event_fields={
+                    "incident.commented": {
+                        "comment": {"author": author, "text": text, "internal": internal, "at": iso(now)}
+                    }
+                },
+            )
+            found = await self._command(row, tracked, change)
+        log.info("incident.commented", incident_id=incident_id, author=author, internal=internal)
+        return found
+
+    async def post_update(self, incident_id: str, phase: str, message: str, author: str) -> dict[str, Any]:
+        """A public status update: the incident's phase and what the status page and chat show.
+        Only on an unresolved incident, and never ``resolved`` (resolving is its own command)."""
+        if phase not in PHASES:
+            raise ValueError(f"phase: expected one of {', '.join(PHASES)}, got {phase!r}")
+        async with self._held(incident_id) as (row, tracked):
+            if row["status"] == "resolved":
+                raise IncidentConflict(f"incident {incident_id} is resolved" + _by(row, "resolved"))
+            if phase == "resolved":
+                raise IncidentConflict("phase resolved: resolve the incident instead")
+            now = self.clock()
+            changes = ["update"] + (["phase"] if phase != row["phase"] else [])
+            change = Change(
+                incident_id, now, author=author,
+                update={"phase": phase},
+                status_update=(author, phase, message),
+                timeline=[("status_update", f"{phase}: {message}")],
+                events=[("incident.updated", None)],
+                event_fields={
+                    "incident.updated": {
+                        "changes": changes,
+                        "update": {"author": author, "phase": phase, "message": message, "at": iso(now)},
+                    }
+                },
+            )
+            found = await self._command(row, tracked, change)
+        log.info("incident.status_update", incident_id=incident_id, author=author, phase=phase)
+        return found
+
+    async def open_manual(
+        self,
+        title: str,
+        severity: str,
+        by: str,
+        *,
+        description: str | None = None,
+        affected_services: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        assignee: str | None = None,
+    ) -> dict[str, Any]:
+        """An incident opened by hand: tied to no check, so never resolved by recovery nor healed."""
+        now = self.clock()
+        incident_id = new_id("inc", now)
+        change = Change(
+            incident_id, now, author=by,
+            create={
+                "check_name": "", "check_type": "manual", "target": "", "container": None,
+                "status": "open", "severity": severity, "title": title, "opened_at": now,
+                "max_restarts": None, "tags": json.dumps(list(tags)), "manual": 1,
+                "description": description, "affected_services": json.dumps(list(affected_services)),
+                "assignee": assignee,
+            },
+            timeline=[("opened", f"opened by hand by {by}: {title}")],
+            events=[("incident.opened", None)],
+        )
+        async with self._manual_lock:
+            found = await self._command({"severity": severity}, None, change)
+        self.tally.incident_opened(severity)
+        log.info("incident.opened", incident_id=incident_id, manual=True, by=by, severity=severity)
+        return found
+
+    async def patch(self, incident_id: str, changes: IncidentPatch, by: str) -> dict[str, Any]:
+        """Change severity, assignee or tags of an unresolved incident, and the resolution fields of
+        any; only what differs is written, and nothing at all (no event) when nothing does."""
+        async with self._held(incident_id) as (row, tracked):
+            if row["status"] == "resolved" and (refused := changes.unresolved_only()):
+                raise IncidentConflict(
+                    f"incident {incident_id} is resolved: only root_cause, solution and follow_ups change"
+                    f" (not {', '.join(refused)})"
+                )
+            wanted: dict[str, Any] = {
+                "severity": changes.severity,
+                "assignee": changes.assignee,
+                "tags": None if changes.tags is None else json.dumps(list(changes.tags)),
+                "root_cause": changes.root_cause,
+                "solution": changes.solution,
+                "follow_ups": None if changes.follow_ups is None else json.dumps(list(changes.follow_ups)),
+            }
+            update = {k: v for k, v in wanted.items() if v is not None and v != row[k]}
+            if not update:
+                found = await self.store.run(self.store.incidents.get, incident_id)
+                assert found is not None
+                return found
+            said = ", ".join(f"{k} {row[k]} → {v}" if k in ("severity", "assignee") else k for k, v in update.items())
+            change = Change(
+                incident_id, self.clock(), author=by, update=update,
+                timeline=[("updated", f"{said} (by {by})")],
+                events=[("incident.updated", None)],
+                event_fields={"incident.updated": {"changes": list(update)}},
+            )
+            found = await self._command(row, tracked, change)
+        log.info("incident.updated", incident_id=incident_id, by=by, changes=list(update))
+        return found
+
+    async def resolve(
+        self,
+        incident_id: str,
+        by: str,
+        *,
+        root_cause: str | None = None,
+        solution: str | None = None,
+        follow_ups: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Resolve by hand. A check's machine starts afresh, so its next failure opens a new incident;
+        a second resolve is a conflict."""
+        async with self._held(incident_id) as (row, tracked):
+            if row["status"] == "resolved":
+                raise IncidentConflict(f"incident {incident_id} is already resolved" + _by(row, "resolved"))
+            now = self.clock()
+            resolution = {
+                k: v
+                for k, v in (("root_cause", root_cause), ("solution", solution)) if v is not None
+            } | ({} if follow_ups is None else {"follow_ups": list(follow_ups)})
+            state = tracked.state.after_incident() if tracked is not None else None
+            change = Change(
+                incident_id, now, author=by,
+                update={
+                    "status": "resolved", "resolved_at": now, "resolve_reason": "by_hand", "resolved_by": by,
+                    "phase": "resolved",
+                    **{k: json.dumps(v) if k == "follow_ups" else v for k, v in resolution.items()},
+                },
+                state=None if state is None else state.to_json(),
+                timeline=[("resolved", f"resolved by {by}")],
+                events=[("incident.resolved", None)],
+                event_fields={"incident.resolved": {"resolved_by": by, **resolution}},
+            )
+            found = await self._command(row, tracked, change)
+            if tracked is not None and state is not None:
+                tracked.state = state
+        log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
+        return found
+
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:
         return [
@@ -459,4 +695,19 @@ class Engine:
         return found
 
 
-__all__ = ["CheckView", "Decision", "Engine", "Tracked", "track"]
+def _by(row: dict[str, Any], status: str) -> str:
+    who = row.get("resolved_by") if status == "resolved" else row.get("acknowledged_by")
+    return f" (by {who})" if who else ""
+
+
+__all__ = [
+    "PHASES",
+    "CheckView",
+    "Decision",
+    "Engine",
+    "IncidentConflict",
+    "IncidentPatch",
+    "Tracked",
+    "UnknownIncident",
+    "track",
+]

@@ -18,6 +18,9 @@ EVENT_KINDS = (
     "incident.heal_failed",
     "incident.escalated",
     "incident.resolved",
+    "incident.acknowledged",
+    "incident.updated",
+    "incident.commented",
 )
 
 # Events whose first delivery carries the evidence collected for that phase (bounded wait).

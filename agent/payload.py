@@ -7,6 +7,7 @@ these functions are the only place its shape is written, and they do no I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from agent.events import Notification
@@ -28,11 +29,20 @@ def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
         "title": row["title"],
         "opened_at": iso(row["opened_at"]),
         "resolved_at": iso(row["resolved_at"]),
+        "phase": row.get("phase") or ("resolved" if row["status"] == "resolved" else "investigating"),
+        "acknowledged_at": iso(row.get("acknowledged_at")),
+        "assignee": row.get("assignee"),
+        "manual": bool(row.get("manual")),
     }
 
 
-def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
-    """The incident as it is now, as events and the API carry it."""
+def incident_snapshot(
+    row: dict[str, Any],
+    timeline: list[dict[str, Any]],
+    comments: Sequence[dict[str, Any]] = (),
+    updates: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """The incident as it is now, as events and the API carry it (with the comments given)."""
     state = row["state"]
     if isinstance(state, str):
         state = json.loads(state)
@@ -49,8 +59,24 @@ def incident_snapshot(row: dict[str, Any], timeline: list[dict[str, Any]]) -> di
         "resolve_reason": row["resolve_reason"],
         "heal": heal,
         "tags": _tags(row.get("tags")),
+        "acknowledged_by": row.get("acknowledged_by"),
+        "description": row.get("description"),
+        "affected_services": _tags(row.get("affected_services")),
+        "resolved_by": row.get("resolved_by"),
+        "root_cause": row.get("root_cause"),
+        "solution": row.get("solution"),
+        "follow_ups": _tags(row.get("follow_ups")),
         "timeline": [
-            {"at": iso(t["at"]), "kind": t["kind"], "message": t["message"]} for t in timeline
+            {"at": iso(t["at"]), "kind": t["kind"], "message": t["message"], "author": t.get("author")}
+            for t in timeline
+        ],
+        "comments": [
+            {"at": iso(c["at"]), "author": c["author"], "text": c["text"], "internal": bool(c["internal"])}
+            for c in comments
+        ],
+        "updates": [
+            {"at": iso(u["at"]), "author": u["author"], "phase": u["phase"], "message": u["message"]}
+            for u in updates
         ],
     }
 

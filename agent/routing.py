@@ -22,6 +22,9 @@ EVENT_NAMES = {
     "heal_failed": "incident.heal_failed",
     "escalated": "incident.escalated",
     "resolved": "incident.resolved",
+    "acknowledged": "incident.acknowledged",
+    "updated": "incident.updated",
+    "commented": "incident.commented",
 }
 """The short names a notifier's ``events`` takes, and the events they mean."""
 
@@ -89,11 +92,12 @@ class NotifierFilter:
 
     events: frozenset[str] | None = None  # full event kinds, e.g. "incident.opened"
     min_severity: str | None = None
+    internal: bool = False  # takes internal comments (never the status page's or a customer's channel)
 
     @classmethod
-    def of(cls, events: Iterable[str] | None, min_severity: str | None) -> NotifierFilter:
+    def of(cls, events: Iterable[str] | None, min_severity: str | None, internal: bool = False) -> NotifierFilter:
         kinds = None if events is None else frozenset(EVENT_NAMES.get(e, e) for e in events)
-        return cls(kinds, min_severity)
+        return cls(kinds, min_severity, internal)
 
     def wants(self, event: str, severity: str) -> bool:
         if self.events is not None and event not in self.events:

@@ -188,7 +188,7 @@ async def test_checks_shows_state_incident_and_last_result(api: Client) -> None:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("status=bogus", "status: expected open or resolved, got 'bogus'"),
+        ("status=bogus", "status: expected one of open, acknowledged, resolved, got 'bogus'"),
         ("limit=0", "limit: expected an integer 1..1000, got '0'"),
         ("limit=1001", "limit: expected an integer 1..1000, got '1001'"),
         ("limit=-3", "limit: expected an integer 1..1000, got '-3'"),

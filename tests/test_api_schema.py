@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from agent.api import OPENAPI, ApiRunner, CheckView, OutboxFigures, RetryAnswer, create_app
+from agent.engine import IncidentConflict, IncidentPatch, UnknownIncident
 from agent.metrics import CheckFacts, CheckTally, Exposition, Snapshot
 from checks.base import CheckResult
 from tests.fixtures_agent import free_port
@@ -102,6 +103,37 @@ class Desk:
         return RetryAnswer(None)
 
 
+class IncidentDeskStub:
+    """INC is open (every command succeeds); inc_…000 is resolved (ack and resolve conflict); any other unknown."""
+
+    RESOLVED = "inc_000000000000"
+
+    def _known(self, incident_id: str) -> dict[str, Any]:
+        if incident_id == INC:
+            return Reader.incident_doc
+        if incident_id == self.RESOLVED:
+            raise IncidentConflict(f"incident {incident_id} is resolved")
+        raise UnknownIncident(incident_id)
+
+    async def acknowledge(self, incident_id: str, by: str) -> dict[str, Any]:
+        return self._known(incident_id)
+
+    async def comment(self, incident_id: str, author: str, text: str, internal: bool = False) -> dict[str, Any]:
+        return self._known(incident_id)
+
+    async def post_update(self, incident_id: str, phase: str, message: str, author: str) -> dict[str, Any]:
+        return self._known(incident_id)
+
+    async def open_manual(self, title: str, severity: str, by: str, **fields: Any) -> dict[str, Any]:
+        return Reader.incident_doc
+
+    async def patch(self, incident_id: str, changes: IncidentPatch, by: str) -> dict[str, Any]:
+        return self._known(incident_id)
+
+    async def resolve(self, incident_id: str, by: str, **fields: Any) -> dict[str, Any]:
+        return self._known(incident_id)
+
+
 class Reloads:
     """A reload that applies: one check added."""
 
@@ -139,7 +171,7 @@ def base_url() -> Iterator[str]:
     async def start() -> ApiRunner:
         app = create_app(
             agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
-            reloads=Reloads(),
+            reloads=Reloads(), desk=IncidentDeskStub(),
             metrics=Exposition(snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -160,14 +192,15 @@ def base_url() -> Iterator[str]:
 
 
 def every_error_in_the_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
-    """A custom check: any 4xx/5xx answer is JSON ``{"error": {"code": str, "message": str}}``."""
+    """A custom check: any 4xx/5xx answer is JSON ``{"error": {"code": str, "message": str}}`` (and a
+    ``field`` naming what a refused write body got wrong)."""
     if response.status_code < 400:
         return None
     assert response.headers.get("content-type", [""])[0].startswith("application/json"), response.headers
     body = response.json()
     assert isinstance(body, dict) and set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert all(isinstance(body["error"][k], str) and body["error"][k] for k in ("code", "message")), body
+    assert set(body["error"]) in ({"code", "message"}, {"code", "message", "field"}), body
+    assert all(isinstance(v, str) and v for v in body["error"].values()), body
     return True
 
 

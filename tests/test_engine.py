@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,152 @@ async def test_heal_off_is_a_dry_run_that_spends_nothing(store, tmp_path, switch
     assert switch.calls == [] and await store.run(store.heals.since, 0) == []
     assert await timeline(store) == [("opened", "connection refused"),
                                      ("heal_attempted", "dry run: would flip switch 'main' (heal is off)")]
+
+
+# -- the commands of the people running an incident ---------------------------------------------
+
+async def failing_incident(engine: Engine, store: Store, now: dict[str, float]) -> str:
+    await engine.restore()
+    now["t"] += 1
+    await engine.on_result(CheckResult("db", False, now["t"], 0.001, "connection refused"))
+    incident_id = engine.tracked["db"].state.incident_id
+    assert incident_id is not None
+    await engine.evidence_ready(incident_id, "opened")
+    return incident_id
+
+
+async def events_of(store: Store, incident_id: str) -> list[tuple[str, int]]:
+    return [(e.kind, e.sequence) for e in await store.run(store.events.of_incident, incident_id)]
+
+
+async def test_acknowledge_records_who_and_when_and_a_second_one_changes_nothing(store, tmp_path) -> None:
+    from agent.engine import IncidentConflict
+
+    now = {"t": 1000.0}
+    engine = engine_for(store, tmp_path, lambda: now["t"])
+    incident_id = await failing_incident(engine, store, now)
+    now["t"] = 1010.0
+    acked = await engine.acknowledge(incident_id, "ann@host")
+    assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == "ann@host"
+    assert acked["acknowledged_at"] == "1970-01-01T00:16:50.000Z"
+    assert acked["timeline"][-1] | {"at": None} == {
+        "at": None, "kind": "acknowledged", "message": "acknowledged by ann@host", "author": "ann@host"}
+    with pytest.raises(IncidentConflict):
+        await engine.acknowledge(incident_id, "bob")
+    assert await events_of(store, incident_id) == [("incident.opened", 1), ("incident.acknowledged", 2)]
+    assert (await store.run(store.incidents.get, incident_id))["acknowledged_by"] == "ann@host"
+
+
+async def test_an_acknowledged_check_incident_still_resolves_by_recovery(store, tmp_path) -> None:
+    now = {"t": 1000.0}
+    engine = engine_for(store, tmp_path, lambda: now["t"])
+    incident_id = await failing_incident(engine, store, now)
+    await engine.acknowledge(incident_id, "ann")
+    for _ in range(2):
+        now["t"] += 1
+        await engine.on_result(CheckResult("db", True, now["t"], 0.001, "ok"))
+    incident = await store.run(store.incidents.get, incident_id)
+    assert incident["status"] == "resolved" and incident["resolve_reason"] == "recovered"
+    await engine.drain(5)
+
+
+async def test_resolve_by_hand_resets_the_check_so_its_next_failure_opens_a_new_incident(store, tmp_path) -> None:
+    from agent.engine import IncidentConflict
+
+    now = {"t": 1000.0}
+    engine = engine_for(store, tmp_path, lambda: now["t"])
+    incident_id = await failing_incident(engine, store, now)
+    resolved = await engine.resolve(incident_id, "ann", root_cause="disk full", follow_ups=["alert on disk"])
+    assert resolved["status"] == "resolved" and resolved["phase"] == "resolved"
+    assert (resolved["resolved_by"], resolved["root_cause"], resolved["follow_ups"]) == (
+        "ann", "disk full", ["alert on disk"])
+    assert engine.tracked["db"].state.incident_id is None
+    event = (await store.run(store.events.of_incident, incident_id))[-1]
+    assert event.kind == "incident.resolved"
+    assert event.fields == {"resolved_by": "ann", "root_cause": "disk full", "follow_ups": ["alert on disk"]}
+    with pytest.raises(IncidentConflict):
+        await engine.resolve(incident_id, "bob")
+    with pytest.raises(IncidentConflict):
+        await engine.acknowledge(incident_id, "bob")
+    assert len(await events_of(store, incident_id)) == 2  # the refusals sent nothing
+    now["t"] += 1
+    await engine.on_result(CheckResult("db", False, now["t"], 0.001, "connection refused"))
+    second = engine.tracked["db"].state.incident_id
+    assert second is not None and second != incident_id
+    await engine.drain(5)
+
+
+async def test_comments_internal_ones_go_only_to_internal_notifiers(store, tmp_path) -> None:
+    from agent.routing import NotifierFilter
+
+    now = {"t": 1000.0}
+    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops", "team"])
+    engine = Engine(store, [build_check(cfg, CheckContext())], evidence=EvidenceCollector(None, tmp_path),
+                    notify_all=["ops", "team"], clock=lambda: now["t"],
+                    notifier_filters={"team": NotifierFilter.of(None, None, internal=True)})
+    incident_id = await failing_incident(engine, store, now)
+    await engine.comment(incident_id, "ann", "customer told", internal=False)
+    after = await engine.comment(incident_id, "ann", "password was in the log", internal=True)
+    assert [c["internal"] for c in after["comments"]] == [False, True]  # the API's view has both
+    rows = [(r["notifier"], r["event"]) for r in await store.run(store.outbox.rows) if r["event"].endswith("commented")]
+    assert rows == [("ops", "incident.commented"), ("team", "incident.commented"), ("team", "incident.commented")]
+    for event in await store.run(store.events.of_incident, incident_id):
+        assert "password" not in json.dumps(event.incident)
+    assert "password" not in json.dumps(after["timeline"])
+
+
+async def test_status_update_sets_the_phase_and_refuses_resolved_and_unknown(store, tmp_path) -> None:
+    from agent.engine import IncidentConflict
+
+    now = {"t": 1000.0}
+    engine = engine_for(store, tmp_path, lambda: now["t"])
+    incident_id = await failing_incident(engine, store, now)
+    updated = await engine.post_update(incident_id, "identified", "bad deploy; rolling back", "ann")
+    assert updated["phase"] == "identified"
+    assert [(u["phase"], u["message"]) for u in updated["updates"]] == [("identified", "bad deploy; rolling back")]
+    event = (await store.run(store.events.of_incident, incident_id))[-1]
+    assert event.kind == "incident.updated" and event.fields["changes"] == ["update", "phase"]
+    with pytest.raises(ValueError):
+        await engine.post_update(incident_id, "fixed", "x", "ann")
+    with pytest.raises(IncidentConflict):
+        await engine.post_update(incident_id, "resolved", "x", "ann")
+    assert len(await events_of(store, incident_id)) == 2
+
+
+async def test_unknown_incident(store, tmp_path) -> None:
+    from agent.engine import UnknownIncident
+
+    engine = engine_for(store, tmp_path, lambda: 1000.0)
+    with pytest.raises(UnknownIncident):
+        await engine.acknowledge("inc_000000000000ffff", "ann")
+
+
+async def test_manual_incident_is_never_resolved_by_a_check_and_patches_and_resolves_by_hand(store, tmp_path) -> None:
+    from agent.engine import IncidentConflict, IncidentPatch
+
+    now = {"t": 1000.0}
+    engine = engine_for(store, tmp_path, lambda: now["t"])
+    await engine.restore()
+    opened = await engine.open_manual("Payments vendor down", "high", "ann", description="card payments fail",
+                                      affected_services=["checkout"], tags=["vendor"], assignee="bob")
+    incident_id = opened["id"]
+    assert opened["manual"] and opened["check_type"] == "manual" and opened["affected_services"] == ["checkout"]
+    await engine_for(store, tmp_path, lambda: now["t"]).restore()  # a restart takes it for no removed check
+    for ok in (True, True, True):
+        now["t"] += 1
+        await engine.on_result(CheckResult("db", ok, now["t"], 0.001, "ok"))
+    assert (await store.run(store.incidents.get, incident_id))["status"] == "open"
+    patched = await engine.patch(incident_id, IncidentPatch(severity="critical", assignee="bob"), "ann")
+    assert patched["severity"] == "critical" and patched["sev"] == "SEV-1"
+    event = (await store.run(store.events.of_incident, incident_id))[-1]
+    assert event.fields == {"changes": ["severity"]}  # the assignee was already bob
+    await engine.patch(incident_id, IncidentPatch(assignee="bob"), "ann")  # nothing differs: no event
+    await engine.resolve(incident_id, "ann")
+    with pytest.raises(IncidentConflict):
+        await engine.patch(incident_id, IncidentPatch(severity="low"), "ann")
+    later = await engine.patch(incident_id, IncidentPatch(root_cause="vendor outage", follow_ups=["second PSP"]), "ann")
+    assert later["root_cause"] == "vendor outage" and later["severity"] == "critical"
+    assert [k for k, _ in await events_of(store, incident_id)] == [
+        "incident.opened", "incident.updated", "incident.resolved", "incident.updated"]
+    assert (await store.run(store.incidents.get, incident_id))["resolve_reason"] == "by_hand"

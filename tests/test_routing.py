@@ -96,7 +96,7 @@ def test_a_notifier_event_filter_takes_known_short_names(tmp_path: Path) -> None
         load_config(tmp_path / "c.yaml", {})
     assert caught.value.errors == [
         "notifiers[0].events: unknown event 'opend' (did you mean 'opened'? expected some of: opened, heal_attempted, "
-        "heal_succeeded, heal_failed, escalated, resolved)"]
+        "heal_succeeded, heal_failed, escalated, resolved, acknowledged, updated, commented)"]
 
 
 @pytest.mark.parametrize(("events", "min_severity", "event", "severity", "wanted"), [

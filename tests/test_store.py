@@ -37,7 +37,7 @@ def test_file_is_wal_and_migrations_are_idempotent(store: Store, tmp_path: Path)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
     store.open()  # second open: no migration runs twice
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 4
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 5
 
 
 def test_apply_writes_incident_timeline_and_one_event_per_notifier(store: Store) -> None:
@@ -67,6 +67,32 @@ def test_a_failed_change_leaves_nothing_behind(store: Store) -> None:
         open_incident(store, "inc_000000000009zz")
     assert len(store.outbox.rows()) == 1
     assert store.incidents.get("inc_000000000009zz") is None
+
+
+def test_an_acknowledged_incident_still_holds_its_checks_one_unresolved_place(store: Store) -> None:
+    open_incident(store)
+    store.apply(Change(incident_id="inc_000000000001aa", at=101, update={"status": "acknowledged"}))
+    with pytest.raises(sqlite3.IntegrityError):
+        open_incident(store, "inc_000000000009zz")
+    assert [i["id"] for i in store.incidents.list("open", 10)] == ["inc_000000000001aa"]
+    assert [r["id"] for r in store.incidents.open_rows()] == ["inc_000000000001aa"]
+
+
+def test_manual_incidents_share_no_check_and_are_not_restored_as_checks(store: Store) -> None:
+    for n in (1, 2):
+        store.apply(Change(incident_id=f"inc_00000000000{n}mm", at=100 + n, create={
+            "check_name": "", "check_type": "manual", "target": "", "container": None, "status": "open",
+            "severity": "low", "title": "vendor down", "opened_at": 100 + n, "manual": 1}))
+    assert len(store.incidents.list("open", 10)) == 2 and store.incidents.open_rows() == []
+
+
+def test_internal_comments_are_in_the_api_view_but_never_in_the_snapshot_events_carry(store: Store) -> None:
+    open_incident(store)
+    store.apply(Change(incident_id="inc_000000000001aa", at=101, comment=("ann", "db creds rotated", True),
+                       events=[("incident.commented", None)], notifiers=("ops",)))
+    event = store.events.of_incident("inc_000000000001aa")[-1]
+    assert event.incident["comments"] == []
+    assert [c["text"] for c in store.incidents.get("inc_000000000001aa")["comments"]] == ["db creds rotated"]
 
 
 def test_due_gives_only_the_first_pending_event_of_each_incident(store: Store) -> None:
@@ -177,7 +203,7 @@ def test_a_version_1_database_migrates_keeping_its_budget_and_queue(tmp_path: Pa
 
 
 def test_migrations_are_numbered_files_without_gaps() -> None:
-    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003"), (4, "0004")]
+    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003"), (4, "0004"), (5, "0005")]
 
 
 # -- security at rest and unusable files ----------------------------------------------------------

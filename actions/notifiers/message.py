@@ -25,6 +25,9 @@ EVENT_LABELS = {
     "incident.heal_failed": "HEAL FAILED",
     "incident.escalated": "ESCALATED",
     "incident.resolved": "RESOLVED",
+    "incident.acknowledged": "ACKNOWLEDGED",
+    "incident.updated": "UPDATED",
+    "incident.commented": "COMMENTED",
     "notifier.test": "TEST",
 }
 

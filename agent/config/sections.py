@@ -370,6 +370,7 @@ class NotifierConfigBase(ConfigModel):
     give_up_after: PositiveDuration = 86400.0
     events: list[str] | None = None  # short names (opened, resolved, …); None: every event
     min_severity: Severity | None = None
+    internal: bool = False  # also takes internal comments of incidents (a team channel, not a customer's)
 
     @field_validator("events")
     @classmethod

@@ -240,7 +240,11 @@ class Store:
             if change.create is not None:
                 self.incidents.create(change.incident_id, change.create)
             self.incidents.update(change.incident_id, change.update, change.state)
-            self.incidents.append_timeline(change.incident_id, change.at, change.timeline)
+            self.incidents.append_timeline(change.incident_id, change.at, change.timeline, change.author)
+            if change.comment is not None:
+                self.incidents.add_comment(change.incident_id, change.at, *change.comment)
+            if change.status_update is not None:
+                self.incidents.add_update(change.incident_id, change.at, *change.status_update)
             if change.heal_attempt is not None:
                 kind, target = change.heal_attempt
                 self.heals.record(kind, target, change.at, change.incident_id)
@@ -254,6 +258,7 @@ class Store:
                     at=change.at,
                     agent=self.agent_info,
                     reason=reason,
+                    fields=change.event_fields.get(kind),
                 )
                 notifiers = change.notifiers_for.get(kind, change.notifiers)
                 self.outbox.enqueue(event.id, change.incident_id, sequence, notifiers, change.at)

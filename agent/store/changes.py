@@ -29,3 +29,7 @@ class Change:
     notifiers: Sequence[str] = ()
     notifiers_for: dict[str, Sequence[str]] = field(default_factory=dict)  # per event kind, after filters
     heal_attempt: tuple[str, str] | None = None  # (heal kind, target) spent from the budget
+    author: str | None = None  # who made the change by hand (None: the agent itself)
+    event_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # per event kind: its extras
+    comment: tuple[str, str, bool] | None = None  # (author, text, internal) to add
+    status_update: tuple[str, str, str] | None = None  # (author, phase, message) to post

@@ -24,11 +24,30 @@ class IncidentsRepo(Repo):
             sets = ", ".join(f"{k} = ?" for k in update)
             self.db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", [*update.values(), incident_id])
 
-    def append_timeline(self, incident_id: str, at: float, entries: list[tuple[str, str]]) -> None:
+    def append_timeline(
+        self, incident_id: str, at: float, entries: list[tuple[str, str]], author: str | None = None
+    ) -> None:
         self.db.executemany(
-            "INSERT INTO timeline (incident_id, at, kind, message) VALUES (?,?,?,?)",
-            [(incident_id, at, kind, message) for kind, message in entries],
+            "INSERT INTO timeline (incident_id, at, kind, message, author) VALUES (?,?,?,?,?)",
+            [(incident_id, at, kind, message, author) for kind, message in entries],
         )
+
+    def add_comment(self, incident_id: str, at: float, author: str, text: str, internal: bool) -> None:
+        self.db.execute(
+            "INSERT INTO comments (incident_id, at, author, text, internal) VALUES (?,?,?,?,?)",
+            (incident_id, at, author, text, int(internal)),
+        )
+
+    def add_update(self, incident_id: str, at: float, author: str, phase: str, message: str) -> None:
+        self.db.execute(
+            "INSERT INTO updates (incident_id, at, author, phase, message) VALUES (?,?,?,?,?)",
+            (incident_id, at, author, phase, message),
+        )
+
+    def row(self, incident_id: str) -> dict[str, Any] | None:
+        """The incident's raw row (the engine checks a command against it), or None."""
+        found = self.db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return None if found is None else dict(found)
 
     def take_sequence(self, incident_id: str) -> int:
         """The next event sequence number of the incident (1, 2, …)."""
@@ -40,31 +59,50 @@ class IncidentsRepo(Repo):
             raise KeyError(incident_id)
         return int(row[0])
 
-    def snapshot(self, incident_id: str) -> dict[str, Any]:
-        """The incident as events and the API carry it; KeyError if there is none."""
+    def snapshot(self, incident_id: str, *, internal: bool = False) -> dict[str, Any]:
+        """The incident as events and the API carry it; KeyError if there is none.
+
+        Internal comments only with ``internal`` (the API): events never carry them, so their
+        text reaches no notifier but through its own ``incident.commented`` event.
+        """
         row = self.db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
             raise KeyError(incident_id)
         timeline = self.db.execute(
-            "SELECT at, kind, message FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
+            "SELECT at, kind, message, author FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
         ).fetchall()
-        return payload.incident_snapshot(dict(row), [dict(t) for t in timeline])
+        comments = self.db.execute(
+            "SELECT at, author, text, internal FROM comments WHERE incident_id = ?"
+            + ("" if internal else " AND internal = 0")
+            + " ORDER BY id",
+            (incident_id,),
+        ).fetchall()
+        updates = self.db.execute(
+            "SELECT at, author, phase, message FROM updates WHERE incident_id = ? ORDER BY id", (incident_id,)
+        ).fetchall()
+        return payload.incident_snapshot(
+            dict(row), [dict(t) for t in timeline], [dict(c) for c in comments], [dict(u) for u in updates]
+        )
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
+        """The incident as the API shows it, internal comments included; None if there is none."""
         try:
-            return self.snapshot(incident_id)
+            return self.snapshot(incident_id, internal=True)
         except KeyError:
             return None
 
     def open_rows(self) -> list[dict[str, Any]]:
-        """Open incidents with their raw rows (the engine restores its state from them)."""
-        rows = self.db.execute("SELECT * FROM incidents WHERE status = 'open'").fetchall()
+        """Unresolved check incidents with their raw rows (the engine restores its state from them)."""
+        rows = self.db.execute("SELECT * FROM incidents WHERE status != 'resolved' AND manual = 0").fetchall()
         return [dict(r) | {"state": json.loads(r["state"])} for r in rows]
 
     def list(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first; ``open`` means unresolved (open or acknowledged)."""
         sql = "SELECT * FROM incidents"
         args: list[Any] = []
-        if status:
+        if status == "open":
+            sql += " WHERE status != 'resolved'"
+        elif status:
             sql += " WHERE status = ?"
             args.append(status)
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"

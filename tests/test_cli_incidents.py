@@ -1,0 +1,59 @@
+"""``lifeguard incidents`` end to end: a real agent, its API with a token, the command as a process."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from agent.cli import _parser
+from agent.cli_incidents import default_author, incident_lines
+from tests.fixtures_agent import SECRET, agent_config
+from tests.test_deliveries import lifeguard
+
+
+def test_the_author_defaults_to_user_at_host(monkeypatch) -> None:
+    monkeypatch.setenv("USER", "ann")
+    monkeypatch.setenv("LOGNAME", "ann")
+    assert default_author() == f"ann@{socket.gethostname()}"
+    args = _parser().parse_args(["incidents", "comment", "inc_0123456789abcdef", "-m", "hi", "--internal"])
+    assert (args.by, args.message, args.internal) == (None, "hi", True)
+
+
+def test_show_lines_name_status_updates_and_comments() -> None:
+    lines = incident_lines({
+        "id": "inc_0123456789abcdef", "sev": "SEV-2", "title": "Checkout slow", "status": "acknowledged",
+        "acknowledged_by": "ann", "phase": "identified", "check": "", "opened_at": "2026-11-18T11:06:40.000Z",
+        "resolved_at": None, "updates": [{"at": "t", "phase": "identified", "message": "slow query", "author": "ann"}],
+        "comments": [{"at": "t", "author": "bob", "text": "on it", "internal": True}], "timeline": [],
+    })
+    assert lines[0] == "inc_0123456789abcdef  [SEV-2] Checkout slow"
+    assert "  status:     acknowledged by ann" in lines
+    assert "  t  identified: slow query (ann)" in lines and "  t  bob (internal): on it" in lines
+
+
+async def test_open_ack_update_and_resolve_from_the_command_line(receiver, spawn_agent, tmp_path) -> None:
+    hook = {"name": "ops", "type": "webhook", "url": receiver.url, "secret": SECRET, "timeout": "1s"}
+    cfg = agent_config([], [hook])
+    cfg["agent"]["api"]["token"] = "cli-t0ken"
+    agent = spawn_agent(cfg)
+    await agent.ready()
+    config = str(agent.config_path)
+    code, out, err = await lifeguard("incidents", "open", "--title", "Payments down", "--severity", "critical",
+                                     "--service", "checkout", "--by", "ann@laptop", "--json", "-c", config)
+    assert code == 0, err
+    incident = json.loads(out)
+    incident_id = incident["id"]
+    assert incident["manual"] and incident["affected_services"] == ["checkout"]
+    code, out, err = await lifeguard("incidents", "ack", incident_id, "-c", config)
+    assert code == 0 and out.strip() == f"{incident_id} acknowledged by {default_author()}", (out, err)
+    code, out, err = await lifeguard("incidents", "update", incident_id, "--phase", "identified", "-m", "PSP outage",
+                                     "-c", config)
+    assert code == 0 and out.strip() == f"{incident_id} is now identified", err
+    code, out, err = await lifeguard("incidents", "resolve", incident_id, "--root-cause", "PSP outage", "-c", config)
+    assert code == 0 and "resolved by" in out, err
+    code, out, err = await lifeguard("incidents", "resolve", incident_id, "-c", config)
+    assert code == 1 and "409" in err and "already resolved" in err
+    code, out, err = await lifeguard("incidents", "list", "-c", config)
+    assert code == 0 and incident_id in out and "resolved" in out and "SEV-1" in out
+    code, out, err = await lifeguard("incidents", "show", incident_id, "-c", config)
+    assert code == 0 and "root cause: PSP outage" in out and "identified: PSP outage" in out
