@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from agent.evidence import EvidenceCollector
     from agent.metrics import Snapshot
     from agent.outbox import Outbox
+    from agent.policies import PolicyTimer
     from agent.scheduler import Scheduler
     from checks.base import CheckContext
 
@@ -363,6 +364,7 @@ class Daemon:
         from agent.engine import Engine
         from agent.evidence import EvidenceCollector
         from agent.outbox import DeliveryPolicy, Outbox
+        from agent.policies import PolicyTimer
         from agent.routing import NotifierFilter
         from agent.scheduler import Scheduler
         from checks import CheckContext, build_check
@@ -389,9 +391,15 @@ class Daemon:
             clients=self.context,
             evidence=self.evidence,
             notify_all=[n.name for n in cfg.notifiers],
-            on_events=lambda: self.outbox.wake(),
+            on_events=self._events_written,
             secrets=plugins.secret_values(cfg),
             notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in cfg.notifiers},
+            policies=cfg.policies,
+        )
+        self.timers: PolicyTimer = PolicyTimer(
+            lambda: self.store.run(self.store.incidents.clocks),
+            self.engine.fire_policy,
+            lambda: self.config.policies,
         )
         notifiers = {n.name: build_notifier(n, lambda: self.context.http) for n in cfg.notifiers}
         self.outbox: Outbox = Outbox(
@@ -420,6 +428,7 @@ class Daemon:
         add(_Part("outbox", self._start_outbox, self.outbox.stop, "in-flight deliveries"), SHUTDOWN_GRACE)
         add(_Part("heals", _nothing, self._drain, "finish heals and evidence"), SHUTDOWN_GRACE)
         add(_Part("upkeep", self._start_upkeep, self._stop_upkeep), QUICK_GRACE)
+        add(_Part("policies", self._start_timers, self._stop_timers, "stop policy timers"), QUICK_GRACE)
         add(_Part("scheduler", self._start_scheduler, self._stop_scheduler, "stop scheduling"), QUICK_GRACE)
         if self.discovery is not None:
             add(self.discovery, QUICK_GRACE)
@@ -589,6 +598,17 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._upkeep, return_exceptions=True)
 
+    def _events_written(self) -> None:
+        self.outbox.wake()
+        self.timers.wake()  # a new or changed incident may come due sooner than the timer thinks
+
+    async def _start_timers(self) -> None:
+        self._timers = self.supervisor.spawn("policies:timers", self.timers.run())
+
+    async def _stop_timers(self, _grace: float) -> None:
+        self._timers.cancel()
+        await asyncio.gather(self._timers, return_exceptions=True)
+
     async def _start_scheduler(self) -> None:
         self.scheduler.start(self.supervisor.spawn)
 
@@ -699,6 +719,7 @@ class Daemon:
             {n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in new.notifiers},
         )
         self.engine.set_secrets(plugins.secret_values(new))
+        self.engine.set_policies(new.policies)
         self.engine.heal_enabled = self.heal_enabled = heal_enabled
         if self.relog is not None:
             self.relog(new)
@@ -721,6 +742,7 @@ class Daemon:
         self.store.agent_info["name"] = new.agent.name
 
         self.config, self.file_config = new, new_file
+        self.timers.wake()
         result = ReloadResult(
             ok=True,
             restart_needed=restart_needed,

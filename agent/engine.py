@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
 from agent.metrics import EngineTally
+from agent.policies import Due, PoliciesConfig, due
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
 from agent.store import Change, ResultRow, Store, new_id
@@ -147,8 +149,10 @@ class Engine:
         secrets: Iterable[str] = (),
         notifier_filters: Mapping[str, NotifierFilter] | None = None,
         clock: Callable[[], float] = time.time,
+        policies: PoliciesConfig | None = None,
     ) -> None:
         self.store = store
+        self.policies = policies or PoliciesConfig()
         self.clients = clients
         self.heal_enabled = heal_enabled
         self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
@@ -241,6 +245,10 @@ class Engine:
         """The notifiers and their filters of a reloaded config."""
         self._notify_all = list(notify_all)
         self.filters = dict(filters)
+
+    def set_policies(self, policies: PoliciesConfig) -> None:
+        """The severity policies of a reloaded config: timers follow them from now on."""
+        self.policies = policies
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         """The secret values of a reloaded config, masked in every result message from now on."""
@@ -657,6 +665,52 @@ class Engine:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
         return found
+
+    async def fire_policy(self, item: Due) -> bool:
+        """Record what an incident's policy asks for now (an escalation step, ``ack_overdue``, a
+        reminder) with its event, unless it is no longer due — acknowledged, resolved, or already
+        on the timeline (another tick, the run before a restart). True if it was written."""
+        async with self._held(item.incident_id) as (row, tracked):
+            if row["status"] == "resolved":
+                return False
+            clocks = await self.store.run(self.store.incidents.clocks)
+            clock = next((c for c in clocks if c.incident_id == item.incident_id), None)
+            now = self.clock()
+            if clock is None or item not in due(clock, self.policies.of(row["severity"]), now):
+                return False
+            waited = format_duration(item.after)
+            change = Change(item.incident_id, now)
+            if item.kind == "escalate":
+                change.timeline.append(
+                    ("escalated", f"level {item.level}: unacknowledged for {waited}, paging {', '.join(item.notify)}")
+                )
+                change.events.append(("incident.escalated", "unacknowledged"))
+                change.event_fields["incident.escalated"] = {"level": item.level, "notify": list(item.notify)}
+            elif item.kind == "ack_overdue":
+                change.timeline.append(("ack_overdue", f"not acknowledged within {waited}"))
+            elif item.kind == "remind_unacknowledged":
+                change.timeline.append(("reminder", f"unacknowledged: nobody has acknowledged it ({waited} reminder)"))
+                change.events.append(("incident.reminder", "unacknowledged"))
+            else:
+                change.timeline.append(("reminder", f"update_due: no status update within {waited}"))
+                change.events.append(("incident.reminder", "update_due"))
+            own = list(tracked.config.notify) if tracked is not None else self._notify_all
+            if row["manual"] == 0 and tracked is None and (current := self.tracked.get(row["check_name"])):
+                own = list(current.config.notify)
+            change.notifiers = own
+            self._filter(change, row["severity"])
+            if item.kind == "escalate":
+                # The step's notifiers hear of it in addition to the incident's own (their filters apply).
+                extra = recipients(list(item.notify), self.filters, "incident.escalated", row["severity"])
+                extra = [n for n in extra if n in self._notify_all]  # a step may name one not configured
+                taken = list(change.notifiers_for["incident.escalated"])
+                change.notifiers_for["incident.escalated"] = taken + [n for n in extra if n not in taken]
+            await self.store.run(self.store.apply, change)
+            self._write_error = None
+        if change.events:
+            self.on_events()
+        log.info("incident.policy", incident_id=item.incident_id, kind=item.kind, level=item.level or None)
+        return True
 
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:

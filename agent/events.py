@@ -21,6 +21,7 @@ EVENT_KINDS = (
     "incident.acknowledged",
     "incident.updated",
     "incident.commented",
+    "incident.reminder",
 )
 
 # Events whose first delivery carries the evidence collected for that phase (bounded wait).

@@ -25,6 +25,7 @@ EVENT_NAMES = {
     "acknowledged": "incident.acknowledged",
     "updated": "incident.updated",
     "commented": "incident.commented",
+    "reminder": "incident.reminder",
 }
 """The short names a notifier's ``events`` takes, and the events they mean."""
 

@@ -150,7 +150,7 @@ async def test_sigterm_stops_every_part_in_the_documented_order(target, spawn_ag
     assert await agent.wait() == 0
     steps = [(e["step"], e["grace_s"]) for e in events(agent, "daemon.shutdown")]
     assert [s for s, _ in steps] == [
-        "stop scheduling", "finish heals and evidence", "in-flight deliveries",
+        "stop scheduling", "stop policy timers", "finish heals and evidence", "in-flight deliveries",
         "close API", "flush results", "close clients", "close database",
     ]
     assert dict(steps)["finish heals and evidence"] == 5.0 and dict(steps)["in-flight deliveries"] == 5.0

@@ -28,6 +28,7 @@ EVENT_LABELS = {
     "incident.acknowledged": "ACKNOWLEDGED",
     "incident.updated": "UPDATED",
     "incident.commented": "COMMENTED",
+    "incident.reminder": "REMINDER",
     "notifier.test": "TEST",
 }
 

@@ -29,6 +29,7 @@ from agent.config.errors import (
     message,
     unknown_key,
 )
+from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
 from agent.config.sections import (
     AgentConfig,
     CheckConfigBase,
@@ -39,6 +40,7 @@ from agent.config.sections import (
     NotifierConfigBase,
     RouteConfig,
 )
+from agent.config.types import ConfigModel, PositiveDuration
 from agent.routing import matches, route
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
-SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers", "routes")
+SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers", "routes", "policies", "postmortem_after")
 
 
 def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEFAULT_LOCATIONS) -> Path:
@@ -203,6 +205,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         routes.append(validate(RouteConfig, raw, loc, base))
         if isinstance(raw, Mapping):
             found.errors.extend(_unknown_notifiers(raw.get("notify"), (*loc, "notify"), names))
+    raw_policies = _section(data, "policies", {})
+    policies = validate(PoliciesConfig, raw_policies, ("policies",), base)
+    found.errors.extend(_unknown_step_notifiers(raw_policies, names))
+    postmortem_after = validate(_PostmortemAfter, {"postmortem_after": data.get("postmortem_after")}, (), base)
+
     explicit = {
         raw["name"] for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
     }
@@ -224,7 +231,30 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         checks=[c for c in checks if c is not None],
         notifiers=[n for n in notifiers if n is not None],
         routes=[r for r in routes if r is not None],
+        policies=policies or PoliciesConfig(),
+        postmortem_after=postmortem_after.postmortem_after if postmortem_after else DEFAULT_POSTMORTEM_AFTER,
     )
+
+
+class _PostmortemAfter(ConfigModel):
+    """The top-level ``postmortem_after``: any incident open longer than this needs a postmortem."""
+
+    postmortem_after: PositiveDuration = DEFAULT_POSTMORTEM_AFTER
+
+
+def _unknown_step_notifiers(raw: Any, names: Sequence[str]) -> list[tuple[Loc, str]]:
+    """Notifiers the file's escalation steps name that are not configured (the shipped steps'
+    ``secondary`` and ``lead`` are not checked: a config that never names them still loads)."""
+    found: list[tuple[Loc, str]] = []
+    if not isinstance(raw, Mapping):
+        return found
+    for severity, policy in raw.items():
+        steps = policy.get("escalate") if isinstance(policy, Mapping) else None
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if isinstance(step, Mapping):
+                loc = ("policies", str(severity), "escalate", i, "notify")
+                found.extend(_unknown_notifiers(step.get("notify"), loc, names))
+    return found
 
 
 def _routed(check: CheckConfigBase, routes: list[RouteConfig], explicit: set[str]) -> CheckConfigBase:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from agent.config.errors import keyed_error, relocate, unknown_key
+from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
 from agent.config.types import (
     ConfigModel,
     Count,
@@ -441,6 +442,8 @@ class Config(BaseModel):
     checks: list[SerializeAsAny[CheckConfigBase]]
     notifiers: list[SerializeAsAny[NotifierConfigBase]]
     routes: list[RouteConfig] = Field(default_factory=list)
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    postmortem_after: float = DEFAULT_POSTMORTEM_AFTER
 
     def check(self, name: str) -> CheckConfigBase:
         for check in self.checks:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from agent import payload
 from agent.store._repo import Repo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.policies import IncidentClock
 
 
 class IncidentsRepo(Repo):
@@ -108,3 +112,25 @@ class IncidentsRepo(Repo):
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         args.append(limit)
         return [payload.incident_summary(dict(r)) for r in self.db.execute(sql, args).fetchall()]
+
+    def clocks(self) -> Sequence[IncidentClock]:
+        """The stored times of every unresolved incident that its policy's timers run on."""
+        from agent.policies import clocks_from_rows
+
+        rows = [
+            dict(r)
+            for r in self.db.execute(
+                "SELECT id, severity, opened_at, acknowledged_at FROM incidents WHERE status != 'resolved'"
+            ).fetchall()
+        ]
+        if not rows:
+            return []
+        timeline = self.db.execute(
+            "SELECT t.incident_id, t.kind, t.message, t.at FROM timeline t JOIN incidents i ON i.id = t.incident_id"
+            " WHERE i.status != 'resolved' AND t.kind IN ('escalated', 'ack_overdue', 'reminder')"
+        ).fetchall()
+        updates = self.db.execute(
+            "SELECT u.incident_id, MAX(u.at) FROM updates u JOIN incidents i ON i.id = u.incident_id"
+            " WHERE i.status != 'resolved' GROUP BY u.incident_id"
+        ).fetchall()
+        return clocks_from_rows(rows, [dict(t) for t in timeline], {u[0]: u[1] for u in updates})
