@@ -34,14 +34,18 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
 from agent import __version__
-from agent.engine import PHASES, CheckView, IncidentConflict, IncidentPatch, UnknownIncident
+from agent.durations import parse_duration
+from agent.engine import PHASES, CheckView, IncidentConflict, IncidentPatch, UnknownIncident, UnknownSilence
 from agent.incidents import SEVERITIES
+from agent.maintenance import Match
 from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent.payload import iso
 
 log = structlog.get_logger("lifeguard.api")
 
 INCIDENT_ID = re.compile(r"^inc_[0-9a-f]{12,}$")
+SILENCE_ID = re.compile(r"^sil_[0-9a-f]{12,}$")
+SILENCE_DURATION = re.compile(r"[1-9][0-9]{0,3}[smh]|[1-9][0-9]{0,2}d")  # at most 999d
 DELIVERY_ID = re.compile(r"[0-9]{1,18}")  # fits SQLite's integer
 DELIVERY_STATUSES = ("pending", "dead", "delivered")
 INCIDENT_STATUSES = ("open", "acknowledged", "resolved")  # open: every unresolved one
@@ -165,6 +169,18 @@ class IncidentDesk(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class SilenceDesk(Protocol):
+    """Silences: made, listed (active and recently expired) and ended; ``UnknownSilence`` for an unknown id."""
+
+    async def add_silence(
+        self, match: Match, ends_at: float, comment: str | None, created_by: str
+    ) -> dict[str, Any]: ...
+
+    async def silences(self) -> list[dict[str, Any]]: ...
+
+    async def remove_silence(self, silence_id: str) -> dict[str, Any]: ...
+
+
 class ApiRefusal(Exception):
     """A request the API refuses: its status, code and message, in the error shape."""
 
@@ -200,6 +216,7 @@ class _Sources:
     metrics: Callable[[], Awaitable[bytes]] | None = None
     reloads: ReloadDesk | None = None
     desk: IncidentDesk | None = None
+    silences: SilenceDesk | None = None
 
 
 SOURCES = web.AppKey("lifeguard.api", _Sources)
@@ -217,13 +234,15 @@ def create_app(
     reloads: ReloadDesk | None = None,
     metrics: Callable[[], Awaitable[bytes]] | None = None,
     desk: IncidentDesk | None = None,
+    silences: SilenceDesk | None = None,
 ) -> web.Application:
     """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
     ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
     app = web.Application(middlewares=[_errors_and_auth])
     token_of = token if callable(token) else (lambda: token)
     app[SOURCES] = _Sources(
-        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads, desk
+        agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads, desk,
+        silences,
     )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
@@ -238,6 +257,9 @@ def create_app(
     app.router.add_get("/api/incidents/{id}/evidence", evidence_route)
     app.router.add_get("/api/deliveries", deliveries_route)
     app.router.add_post("/api/deliveries/{id}/retry", retry_route)
+    app.router.add_get("/api/silences", silences_route)
+    app.router.add_post("/api/silences", add_silence_route)
+    app.router.add_delete("/api/silences/{id}", remove_silence_route)
     app.router.add_post("/api/reload", reload_route)
     app.router.add_get("/api/openapi.json", openapi_route)
     app.router.add_get("/metrics", metrics_route)
@@ -358,6 +380,8 @@ async def _errors_and_auth(
         return error(exc.status, exc.code, str(exc), exc.field)
     except UnknownIncident as exc:
         return error(404, "not_found", f"no incident {exc.args[0]}")
+    except UnknownSilence as exc:
+        return error(404, "not_found", f"no silence {exc.args[0]}")
     except IncidentConflict as exc:
         return error(409, "conflict", str(exc))
     except web.HTTPException as exc:
@@ -674,6 +698,75 @@ async def resolve_route(request: web.Request) -> web.Response:
         follow_ups=_texts(body, "follow_ups"),
     )
     return web.json_response(found)
+
+
+# -- silences -------------------------------------------------------------------------------
+def _silence_desk(request: web.Request) -> SilenceDesk:
+    desk = request.app[SOURCES].silences
+    if desk is None:
+        raise ApiRefusal(404, "not_found", "this agent takes no silences")
+    return desk
+
+
+async def silences_route(request: web.Request) -> web.Response:
+    """Active silences and those expired recently, newest first."""
+    return web.json_response(await _silence_desk(request).silences())
+
+
+async def add_silence_route(request: web.Request) -> web.Response:
+    """A silence (201): what it matches, for a ``duration`` or until ``ends_at``."""
+    desk = _silence_desk(request)
+    body = await _body(request, ("match", "duration", "ends_at", "comment", "created_by"))
+    raw = body.get("match")
+    if not isinstance(raw, dict):
+        raise BadParameter("match", f"required: an object with check, tags or container, got {_json_type(raw)}")
+    for key in raw:
+        if key not in ("check", "tags", "container"):
+            raise BadParameter(f"match.{key}", "unknown field (expected some of: check, tags, container)")
+    fields: dict[str, Any] = {}
+    for key in ("check", "tags", "container"):
+        if key in raw:
+            fields[key] = _texts({f"match.{key}": raw[key]}, f"match.{key}")
+            if not fields[key]:
+                raise BadParameter(f"match.{key}", "expected at least one value")
+    match = Match.of(fields)
+    if match.empty:
+        raise BadParameter("match", "give at least one check, tag or container")
+    now = request.app[SOURCES].clock()
+    if ("duration" in body) == ("ends_at" in body):
+        raise BadParameter("duration", "give either duration or ends_at")
+    if "duration" in body:
+        text = _required(body, "duration")
+        if not SILENCE_DURATION.fullmatch(text):
+            raise BadParameter("duration", f"expected a duration like 30m, 2h or 3d, got {_shown(text)}")
+        ends_at = now + parse_duration(text)
+    else:  # a time already past makes a silence that is expired from the start
+        ends_at = _timestamp(_required(body, "ends_at"), "ends_at")
+    found = await desk.add_silence(
+        match, ends_at, _text(body, "comment", most=TEXT_MAX), _text(body, "created_by", default="api") or "api"
+    )
+    return web.json_response(found, status=201)
+
+
+def _timestamp(text: str, name: str) -> float:
+    """An ISO-8601 time with a zone (``Z`` or an offset), as epoch seconds."""
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, f"expected an ISO-8601 time like 2026-11-29T10:00:00Z, got {_shown(text)}") from None
+    if parsed.tzinfo is None:
+        raise BadParameter(name, "expected a time zone (Z or an offset)")
+    return parsed.timestamp()
+
+
+async def remove_silence_route(request: web.Request) -> web.Response:
+    """End a silence now; it stays listed as expired for a while."""
+    silence_id = request.match_info["id"]
+    if not SILENCE_ID.match(silence_id):
+        raise ApiRefusal(400, "bad_id", f"not a silence id: {_shown(silence_id)}")
+    return web.json_response(await _silence_desk(request).remove_silence(silence_id))
 
 
 @cache

@@ -63,6 +63,7 @@ SHUTDOWN_GRACE = 5.0  # heals and evidence under way; in-flight deliveries
 API_GRACE = 2.0  # requests being answered when the API closes (all are short reads)
 QUICK_GRACE = 2.0  # cancelling loops, closing clients, the last flush, closing the database
 FLUSH_EVERY = 1.0
+MAINTENANCE_EVERY = 5.0  # seconds between looks for maintenance that ended (silences, windows)
 FIGURES_EVERY = 2.0  # the outbox's figures /health shows are read this often
 STORE_SLOW = 5.0  # a read the store keeps waiting longer makes /health say degraded
 PRUNE_EVERY = 3600.0
@@ -530,6 +531,7 @@ class Daemon:
             incidents=self.reader,
             deliveries=_DeliveryDesk(self.store, self.outbox),
             desk=self.engine,  # the one writer of incidents carries out their commands
+            silences=self.engine,
             metrics=Exposition(self._metrics_snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
@@ -591,6 +593,7 @@ class Daemon:
             spawn("upkeep:flush", self._every(FLUSH_EVERY, self.engine.flush_results)),
             spawn("upkeep:prune", self._every(PRUNE_EVERY, self._prune, first=0.0)),
             spawn("upkeep:figures", self._every(FIGURES_EVERY, self.reader.refresh_outbox)),
+            spawn("upkeep:maintenance", self._every(MAINTENANCE_EVERY, self.engine.release_maintenance)),
         ]
 
     async def _stop_upkeep(self, _grace: float) -> None:

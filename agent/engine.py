@@ -28,6 +28,7 @@ import structlog
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
+from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
 from agent.policies import Due, PoliciesConfig, due
 from agent.redact import value_masker
@@ -67,6 +68,10 @@ PHASES = ("investigating", "identified", "monitoring", "resolved")
 
 class UnknownIncident(LookupError):
     """No incident has that id."""
+
+
+class UnknownSilence(LookupError):
+    """No silence has that id."""
 
 
 class IncidentConflict(Exception):
@@ -150,9 +155,13 @@ class Engine:
         notifier_filters: Mapping[str, NotifierFilter] | None = None,
         clock: Callable[[], float] = time.time,
         policies: PoliciesConfig | None = None,
+        maintenance: Sequence[Window] = (),
     ) -> None:
         self.store = store
         self.policies = policies or PoliciesConfig()
+        self.windows = list(maintenance)
+        self._silences: dict[str, Silence] = {}
+        self._in_maintenance: set[str] = set()  # open incidents recorded in maintenance, not yet notified
         self.clients = clients
         self.heal_enabled = heal_enabled
         self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
@@ -184,7 +193,10 @@ class Engine:
                 await self._resolve_removed(row, now)
                 continue
             tracked.state = replace(CheckState.from_json(row["state"]), incident_id=row["id"])
+            if row.get("in_maintenance"):
+                self._in_maintenance.add(row["id"])
             log.info("incident.restored", check=row["check_name"], incident_id=row["id"])
+        await self._load_silences(now)
         for name, tracked in self.tracked.items():
             for r in await self.store.run(self.store.results.recent, name, HISTORY):
                 tracked.history.append(CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"]))
@@ -289,11 +301,16 @@ class Engine:
                     incident_id=tracked.state.incident_id,
                 )
             now = self.clock()
+            quiet = self.quiet(tracked, now)
+            await self._release_if_over(tracked, quiet, now)
+            policy = tracked.policy
+            if quiet is not None and not quiet.heal and policy.heal is not None:
+                policy = replace(policy, heal=None)  # nothing healed in maintenance
             transition = evaluate(
                 tracked.state,
                 result.ok,
                 result.started_at,
-                tracked.policy,
+                policy,
                 self.budget,
                 now,
                 result.message,
@@ -302,9 +319,11 @@ class Engine:
             if not transition.decisions:
                 tracked.state = transition.state
                 return
-            await self._apply(tracked, result, transition, now)
+            await self._apply(tracked, result, transition, now, quiet)
 
-    async def _apply(self, tracked: Tracked, result: CheckResult, transition: Transition, now: float) -> None:
+    async def _apply(
+        self, tracked: Tracked, result: CheckResult, transition: Transition, now: float, quiet: Quiet | None = None
+    ) -> None:
         cfg = tracked.config
         incident_id = transition.incident_id
         assert incident_id is not None
@@ -330,10 +349,24 @@ class Engine:
             if event:
                 change.events.append((event, reason))
         change.state = transition.stored_state.to_json()
+        opening = "open" in transition.kinds()
+        silent = quiet is not None or incident_id in self._in_maintenance
+        if silent:
+            # Recorded, not sent: the timeline says so, and the end of the window notifies it.
+            change.events = []
+            if opening and quiet is not None:
+                assert change.create is not None
+                change.create["in_maintenance"] = 1
+                heals = "heals run" if quiet.heal else "nothing healed"
+                change.timeline.append(("maintenance", f"in maintenance ({quiet.name}): nothing sent, {heals}"))
         self._filter(change, cfg.severity)
         if not await self._write(change, check=cfg.name):
             return  # nothing adopted: the next result decides again
         tracked.state = transition.state
+        if opening and silent and quiet is not None:
+            self._in_maintenance.add(incident_id)
+        if "resolve" in transition.kinds():
+            self._in_maintenance.discard(incident_id)
         if transition.heal is not None:
             self.budget.record(transition.heal, now)
         for d in transition.decisions:
@@ -661,6 +694,7 @@ class Engine:
                 event_fields={"incident.resolved": {"resolved_by": by, **resolution}},
             )
             found = await self._command(row, tracked, change)
+            self._in_maintenance.discard(incident_id)
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
@@ -711,6 +745,78 @@ class Engine:
             self.on_events()
         log.info("incident.policy", incident_id=item.incident_id, kind=item.kind, level=item.level or None)
         return True
+
+    # -- maintenance ------------------------------------------------------------------------
+    def quiet(self, tracked: Tracked, now: float) -> Quiet | None:
+        """The window or silence the check is under now, or None."""
+        cfg = tracked.config
+        return quiet_for(self.windows, self._silences.values(), now, cfg.name, cfg.tags, tracked.evidence_container)
+
+    def set_maintenance(self, windows: Iterable[Window]) -> None:
+        """The maintenance windows of a reloaded config."""
+        self.windows = list(windows)
+
+    async def _release_if_over(self, tracked: Tracked, quiet: Quiet | None, now: float) -> None:
+        """Under the check's lock: its incident recorded in maintenance is notified, once, when
+        nothing silences the check any more — as if it had just opened."""
+        incident_id = tracked.state.incident_id
+        if quiet is not None or incident_id is None or incident_id not in self._in_maintenance:
+            return
+        change = Change(
+            incident_id, now, notifiers=tracked.config.notify,
+            update={"in_maintenance": 0},
+            timeline=[("maintenance_ended", "maintenance over with the incident still open: notified now")],
+            events=[("incident.opened", None)],
+        )
+        self._filter(change, tracked.config.severity)
+        if not await self._write(change, check=tracked.config.name):
+            return  # the next result or tick tries again
+        self._in_maintenance.discard(incident_id)
+        log.info("incident.released", check=tracked.config.name, incident_id=incident_id)
+        self.on_events()
+
+    async def release_maintenance(self) -> None:
+        """Notify every incident whose maintenance is over (the daemon calls this every few seconds)."""
+        for tracked in list(self.tracked.values()):
+            if tracked.state.incident_id not in self._in_maintenance:
+                continue
+            async with tracked.lock:
+                if self.tracked.get(tracked.config.name) is tracked:
+                    await self._release_if_over(tracked, self.quiet(tracked, self.clock()), self.clock())
+
+    async def _load_silences(self, now: float) -> None:
+        rows = await self.store.run(self.store.silences.ending_after, now)
+        self._silences = {r["id"]: Silence(r["id"], Match.of(r["match"]), r["starts_at"], r["ends_at"]) for r in rows}
+
+    async def add_silence(
+        self, match: Match, ends_at: float, comment: str | None, created_by: str
+    ) -> dict[str, Any]:
+        """A silence from now until ``ends_at``."""
+        now = self.clock()
+        silence_id = new_id(SILENCE_PREFIX, now)
+        row = await self.store.run(
+            self.store.silences.add, silence_id, match.view(), now, ends_at, comment, created_by
+        )
+        self._silences[silence_id] = Silence(silence_id, match, now, ends_at)
+        log.info("silence.added", silence_id=silence_id, match=match.view(), by=created_by)
+        return silence_view(row, now)
+
+    async def silences(self) -> list[dict[str, Any]]:
+        """Active silences and those expired within ``EXPIRED_LISTED``, newest first."""
+        now = self.clock()
+        rows = await self.store.run(self.store.silences.ending_after, now - EXPIRED_LISTED)
+        return [silence_view(r, now) for r in rows]
+
+    async def remove_silence(self, silence_id: str) -> dict[str, Any]:
+        """End a silence now (it stays listed as expired); what it silenced is released at once."""
+        now = self.clock()
+        row = await self.store.run(self.store.silences.end, silence_id, now)
+        if row is None:
+            raise UnknownSilence(silence_id)
+        self._silences.pop(silence_id, None)
+        log.info("silence.removed", silence_id=silence_id)
+        await self.release_maintenance()
+        return silence_view(row, now)
 
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:
@@ -763,5 +869,6 @@ __all__ = [
     "IncidentPatch",
     "Tracked",
     "UnknownIncident",
+    "UnknownSilence",
     "track",
 ]

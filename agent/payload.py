@@ -33,6 +33,7 @@ def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
         "acknowledged_at": iso(row.get("acknowledged_at")),
         "assignee": row.get("assignee"),
         "manual": bool(row.get("manual")),
+        "in_maintenance": bool(row.get("in_maintenance")),
     }
 
 

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from agent.api import OPENAPI, ApiRunner, CheckView, OutboxFigures, RetryAnswer, create_app
-from agent.engine import IncidentConflict, IncidentPatch, UnknownIncident
+from agent.engine import IncidentConflict, IncidentPatch, UnknownIncident, UnknownSilence
+from agent.maintenance import Match
 from agent.metrics import CheckFacts, CheckTally, Exposition, Snapshot
 from checks.base import CheckResult
 from tests.fixtures_agent import free_port
@@ -134,6 +135,29 @@ class IncidentDeskStub:
         return self._known(incident_id)
 
 
+class SilenceDeskStub:
+    """SIL is known (listed, removable); any other silence id is unknown."""
+
+    SIL = "sil_0123456789abcdef"
+
+    def doc(self, match: Match | None = None, status: str = "active") -> dict[str, Any]:
+        return {
+            "id": self.SIL, "match": (match or Match(check=("web",))).view(), "starts_at": "2026-11-18T11:06:40.000Z",
+            "ends_at": "2026-11-18T13:06:40.000Z", "comment": None, "created_by": "api", "status": status,
+        }
+
+    async def add_silence(self, match: Match, ends_at: float, comment: str | None, created_by: str) -> dict[str, Any]:
+        return self.doc(match)
+
+    async def silences(self) -> list[dict[str, Any]]:
+        return [self.doc()]
+
+    async def remove_silence(self, silence_id: str) -> dict[str, Any]:
+        if silence_id != self.SIL:
+            raise UnknownSilence(silence_id)
+        return self.doc(status="expired")
+
+
 class Reloads:
     """A reload that applies: one check added."""
 
@@ -171,7 +195,7 @@ def base_url() -> Iterator[str]:
     async def start() -> ApiRunner:
         app = create_app(
             agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
-            reloads=Reloads(), desk=IncidentDeskStub(),
+            reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(),
             metrics=Exposition(snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)

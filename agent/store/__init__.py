@@ -1,7 +1,7 @@
 """The agent's memory: one SQLite file in WAL mode under ``state_dir``, one repository per table.
 
 ``Store`` owns the connection, its one thread and the migrations; the repositories
-(``results``, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``) own their SQL.
+(``results``, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``, ``silences``) own their SQL.
 Every incident change and the events it causes are written in ONE transaction (``apply``),
 before anything slow happens, so a crash between the two is impossible. The schema grows by
 numbered migration files (``migrations/NNNN_name.sql``, ``PRAGMA user_version``).
@@ -37,6 +37,7 @@ from agent.store.heals import HealsRepo
 from agent.store.incidents import IncidentsRepo
 from agent.store.outbox import OutboxItem, OutboxRepo
 from agent.store.results import ResultRow, ResultsRepo
+from agent.store.silences import SilencesRepo
 
 __all__ = ["Change", "OutboxItem", "ResultRow", "Store", "StoreUnusable", "migrations", "new_id"]
 
@@ -47,6 +48,8 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 START_LOCK_WAIT = 3.0
 """Seconds ``open`` waits for another process's write lock before calling the file locked."""
 _SIDE_FILES = ("-wal", "-shm")
+SILENCES_KEPT = 7 * 86400.0
+"""Seconds an ended silence stays in the database (the API lists it as expired for a day)."""
 
 
 class StoreUnusable(Exception):
@@ -87,6 +90,7 @@ class Store:
         self.heals = HealsRepo(self)
         self.events = EventsRepo(self)
         self.outbox = OutboxRepo(self)
+        self.silences = SilencesRepo(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -275,4 +279,5 @@ class Store:
                 "evidence": self.evidence.prune_resolved(now - resolved_evidence),
             }
             self.events.prune_undeliverable(now - delivered_events)
+            self.silences.prune(now - SILENCES_KEPT)
         return counts
