@@ -8,6 +8,8 @@ from typing import Any
 from agent import payload
 from agent.store._repo import Repo
 
+_Snapshots = list[dict[str, Any]]  # the class's own ``list`` method hides the builtin inside it
+
 
 class IncidentsRepo(Repo):
     def create(self, incident_id: str, columns: dict[str, Any]) -> None:
@@ -108,3 +110,15 @@ class IncidentsRepo(Repo):
         sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         args.append(limit)
         return [payload.incident_summary(dict(r)) for r in self.db.execute(sql, args).fetchall()]
+
+    def for_status_page(self, resolved_since: float, resolved_limit: int) -> tuple[_Snapshots, _Snapshots]:
+        """(unresolved, recently resolved) incidents as snapshots without internal comments, newest first."""
+        unresolved = self.db.execute(
+            "SELECT id FROM incidents WHERE status != 'resolved' ORDER BY opened_at DESC, id DESC"
+        ).fetchall()
+        resolved = self.db.execute(
+            "SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at >= ?"
+            " ORDER BY resolved_at DESC, id DESC LIMIT ?",
+            (resolved_since, resolved_limit),
+        ).fetchall()
+        return [self.snapshot(r[0]) for r in unresolved], [self.snapshot(r[0]) for r in resolved]
