@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -216,3 +217,53 @@ async def test_a_switched_off_status_page_is_not_found(status_client: tuple[Test
         async with client.get(path) as r:
             assert r.status == 404
             assert (await r.json())["error"]["code"] == "not_found"
+
+
+# -- a real agent ---------------------------------------------------------------------------------
+async def test_a_real_agent_serves_its_status_page_without_the_token_and_can_switch_it_off(
+    target: Any, spawn_agent: Any
+) -> None:
+    import aiohttp
+
+    from tests.fixtures_agent import agent_config
+
+    target.status = 500
+    config = agent_config(
+        [{"name": "web", "type": "http", "url": target.url, "group": "Shop", "severity": "critical"},
+         {"name": "db", "type": "tcp", "host": "127.0.0.1", "port": target.port, "tags": ["Database"]}], [],
+        status_title="Acme status",
+    )
+    config["agent"]["api"]["token"] = "s3cret-t0ken"
+    agent = spawn_agent(config)
+    await agent.ready()
+
+    async def status() -> dict[str, Any]:
+        code, doc = await agent.api("/status.json")
+        assert code == 200, doc
+        return dict(doc)
+
+    doc = None
+    for _ in range(400):
+        doc = await status()
+        stored = all(s["days"][-1]["uptime"] is not None for s in doc["services"])  # results are written in batches
+        if doc["incidents"] and stored and all(s["status"] != "unknown" for s in doc["services"]):
+            break
+        await asyncio.sleep(0.05)
+    assert doc is not None and doc["incidents"], doc
+    assert doc["title"] == "Acme status" and doc["overall"]["label"] == "Major outage"
+    assert [(s["name"], s["status"]) for s in doc["services"]] == [("Database", "up"), ("Shop", "down")]
+    assert doc["incidents"][0]["heading"] == "Shop - web failing"
+    assert doc["services"][1]["days"][-1]["level"] == "down"
+    assert str(target.port) not in json.dumps(doc)  # no target, no host:port
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{agent.api_port}/status") as r:
+            assert r.status == 200 and "Major outage" in await r.text()
+    assert (await agent.api("/api/checks"))[0] == 401
+
+    agent.config["agent"]["status_page"] = False
+    agent.write_config()
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{agent.api_port}/api/reload",
+                          headers={"Authorization": "Bearer s3cret-t0ken"}) as r:
+            assert r.status == 200 and (await r.json())["ok"]
+    assert (await agent.api("/status.json"))[0] == 404
