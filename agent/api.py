@@ -7,9 +7,10 @@ incidents (``IncidentDesk``: acknowledge, comment, status updates, open, change,
 bodies are JSON objects checked field by field here; a refusal names its field
 (``{"error": {"code": "bad_parameter", "message": …, "field": …}}``).
 ``/health`` answers from memory only (``HealthFacts`` is synchronous), so a database held by
-another process never slows it down. With a token, every route but ``/health`` needs
-``Authorization: Bearer …``. Every error, aiohttp's own included (a malformed request line, an
-oversized header, an unknown method), is ``{"error": {"code": …, "message": …}}``: serve the app
+another process never slows it down. With a token, every route but ``/health`` and the public
+status page (``/status``, ``/status.json``, from a ``StatusSource``) needs ``Authorization: Bearer …``.
+Every error, aiohttp's own included (a malformed request line, an oversized header, an unknown
+method), is ``{"error": {"code": …, "message": …}}``: serve the app
 with ``ApiRunner``, whose connections answer their parser errors in that shape.
 The routes are described by an OpenAPI document shipped beside the code (``/api/openapi.json``).
 ``/metrics`` is the Prometheus text format, made by whatever ``metrics`` the app is given
@@ -55,6 +56,7 @@ LIST_MAX = 50
 LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes '²' and '①'
 PENDING_TOO_LONG = 60.0  # seconds an event may wait before /health says degraded
 SHOWN = 40  # characters of a rejected value echoed in an error message
+PUBLIC_PATHS = frozenset({"/health", "/status", "/status.json"})  # answered without the token
 OPENAPI = Path(__file__).parent / "schemas" / "openapi.json"
 
 
@@ -181,6 +183,13 @@ class SilenceDesk(Protocol):
     async def remove_silence(self, silence_id: str) -> dict[str, Any]: ...
 
 
+class StatusSource(Protocol):
+    """The public status page's document (``agent.status_page.build_status``); None while the page
+    is switched off (``agent.status_page: false``), read at each request so a reload applies."""
+
+    async def status_document(self) -> dict[str, Any] | None: ...
+
+
 class ApiRefusal(Exception):
     """A request the API refuses: its status, code and message, in the error shape."""
 
@@ -217,6 +226,7 @@ class _Sources:
     reloads: ReloadDesk | None = None
     desk: IncidentDesk | None = None
     silences: SilenceDesk | None = None
+    status: StatusSource | None = None
 
 
 SOURCES = web.AppKey("lifeguard.api", _Sources)
@@ -235,6 +245,7 @@ def create_app(
     metrics: Callable[[], Awaitable[bytes]] | None = None,
     desk: IncidentDesk | None = None,
     silences: SilenceDesk | None = None,
+    status: StatusSource | None = None,
 ) -> web.Application:
     """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
     ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
@@ -243,6 +254,7 @@ def create_app(
     app[SOURCES] = _Sources(
         agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads, desk,
         silences,
+        status,
     )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
@@ -263,6 +275,8 @@ def create_app(
     app.router.add_post("/api/reload", reload_route)
     app.router.add_get("/api/openapi.json", openapi_route)
     app.router.add_get("/metrics", metrics_route)
+    app.router.add_get("/status", status_page_route)
+    app.router.add_get("/status.json", status_json_route)
     return app
 
 
@@ -371,7 +385,7 @@ async def _errors_and_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     token = request.app[SOURCES].token()
-    if token and request.path != "/health":
+    if token and request.path not in PUBLIC_PATHS:
         if not _authorized(bearer(request.headers.get("Authorization", "")), token):
             return error(401, "unauthorized", "missing or wrong bearer token")
     try:
@@ -787,3 +801,23 @@ async def metrics_route(request: web.Request) -> web.Response:
     if render is None:
         return error(404, "not_found", "this agent serves no metrics")
     return web.Response(body=await render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def _status_document(request: web.Request) -> dict[str, Any]:
+    source = request.app[SOURCES].status
+    document = None if source is None else await source.status_document()
+    if document is None:
+        raise ApiRefusal(404, "not_found", "this agent serves no status page")
+    return document
+
+
+async def status_json_route(request: web.Request) -> web.Response:
+    """The public status page's data; no token needed, nothing internal in it."""
+    return web.json_response(await _status_document(request))
+
+
+async def status_page_route(request: web.Request) -> web.Response:
+    """The public status page as HTML (Jinja2, no JavaScript); no token needed."""
+    from agent.status_page import render_html
+
+    return web.Response(text=render_html(await _status_document(request)), content_type="text/html")

@@ -142,6 +142,42 @@ class _StoreReader:
         return 0.0 if self._asked_at is None else time.monotonic() - self._asked_at
 
 
+class _StatusPage:
+    """``api.StatusSource``: the checks as configured and as they last did, their per-day results
+    and the incidents, read on the store's thread and built into the public document."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def status_document(self) -> dict[str, Any] | None:
+        from agent import status_page as page
+
+        config = self.daemon.config
+        if not config.agent.status_page:
+            return None
+        now = time.time()
+        store = self.daemon.store
+        configured = {c.name: c for c in config.checks}
+        checks = []
+        for view in self.daemon.engine.check_views():
+            cfg = configured.get(view.name)
+            service = view.name if cfg is None else page.service_of(view.name, cfg.group, cfg.tags)
+            checks.append(page.CheckState(view.name, service, None if view.last is None else view.last.ok))
+        first_day = (int(now // page.DAY) - page.DAYS + 1) * page.DAY
+        days = await store.run(store.results.daily, first_day)
+        unresolved, resolved = await store.run(
+            store.incidents.for_status_page, now - page.RESOLVED_SHOWN_FOR, page.RESOLVED_SHOWN
+        )
+        return page.build_status(
+            title=config.agent.status_title or f"{config.agent.name} status",
+            now=now,
+            checks=checks,
+            days=days,
+            open_incidents=unresolved,
+            resolved=resolved,
+        )
+
+
 class _DeliveryDesk:
     """``api.DeliveryDesk`` over the store; a delivery put back in the queue wakes the outbox."""
 
@@ -533,6 +569,7 @@ class Daemon:
             desk=self.engine,  # the one writer of incidents carries out their commands
             silences=self.engine,
             metrics=Exposition(self._metrics_snapshot).render,
+            status=_StatusPage(self),
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
         await runner.setup()

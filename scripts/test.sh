@@ -4,8 +4,8 @@
 # As root on Debian/Ubuntu it also installs what is missing: python3-venv, a Docker engine
 # (docker.io), busybox-static (the tests build their container image from it), Prometheus
 # Alertmanager, systemd (for systemd-analyze, which checks the shipped unit), debootstrap and
-# docker-compose (the image, installer and Compose tests). The tests start their own dockerd and
-# Alertmanager; nothing here starts one.
+# docker-compose (the image, installer and Compose tests) and chromium (the status page test). The
+# tests start their own dockerd and Alertmanager; nothing here starts one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies and
 # Compose example run with the real compose tool.
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# The status page is checked in headless Chromium (that test skips without it, and fails under CI=true).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq

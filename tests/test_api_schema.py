@@ -175,6 +175,18 @@ class Reloads:
         }
 
 
+class Status:
+    """The status page's document: an open incident with a public update, one service."""
+
+    async def status_document(self) -> dict[str, Any] | None:
+        from agent.status_page import CheckState, build_status
+
+        incident = dict(Reader.incident_doc, phase="identified", manual=False, affected_services=[], updates=[
+            {"at": "2026-11-18T11:06:40.000Z", "author": "ann", "phase": "identified", "message": "Rolling back"}])
+        return build_status(title="Acme status", now=T0, checks=[CheckState("web", "Shop", False)],
+                            days=[("web", int(T0 // 86400), 3, 4)], open_incidents=[incident], resolved=[])
+
+
 def snapshot() -> Snapshot:
     tally = CheckTally()
     tally.ran("web", False, 0.0123)
@@ -195,7 +207,7 @@ def base_url() -> Iterator[str]:
     async def start() -> ApiRunner:
         app = create_app(
             agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
-            reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(),
+            reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(), status=Status(),
             metrics=Exposition(snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)

@@ -126,6 +126,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
     assert config.agent.heal is True
     assert config.agent.max_concurrent_checks == 100
     assert config.agent.log_level == "info"
+    assert (config.agent.status_page, config.agent.status_title) == (True, None)
     assert config.agent.retention.model_dump() == {
         "results_per_check": 1000, "delivered_events": 604800.0, "resolved_evidence": 2592000.0,
     }
@@ -142,7 +143,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
         "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
-        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0}, "tags": [],
+        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0}, "tags": [], "group": None,
     }
     redis = config.check("redis")
     assert isinstance(redis, TcpCheckConfig)

@@ -163,6 +163,8 @@ class AgentConfig(ConfigModel):
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = "info"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    status_page: bool = True  # GET /status and /status.json, without the token
+    status_title: NonEmptyStr | None = None  # the status page's public title; default "<name> status"
 
     @field_validator("state_dir", mode="before")
     @classmethod
@@ -325,6 +327,7 @@ class CheckConfigBase(ConfigModel):
     container: NonEmptyStr | None = None
     heal: HealConfig | None = None
     tags: list[Name] = Field(default_factory=list)
+    group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from agent import payload
 from agent.store._repo import Repo
 
+_Snapshots = list[dict[str, Any]]  # the class's own ``list`` method hides the builtin inside it
+
 if TYPE_CHECKING:  # pragma: no cover
     from agent.policies import IncidentClock
 
@@ -134,3 +136,15 @@ class IncidentsRepo(Repo):
             " WHERE i.status != 'resolved' GROUP BY u.incident_id"
         ).fetchall()
         return clocks_from_rows(rows, [dict(t) for t in timeline], {u[0]: u[1] for u in updates})
+
+    def for_status_page(self, resolved_since: float, resolved_limit: int) -> tuple[_Snapshots, _Snapshots]:
+        """(unresolved, recently resolved) incidents as snapshots without internal comments, newest first."""
+        unresolved = self.db.execute(
+            "SELECT id FROM incidents WHERE status != 'resolved' ORDER BY opened_at DESC, id DESC"
+        ).fetchall()
+        resolved = self.db.execute(
+            "SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at >= ?"
+            " ORDER BY resolved_at DESC, id DESC LIMIT ?",
+            (resolved_since, resolved_limit),
+        ).fetchall()
+        return [self.snapshot(r[0]) for r in unresolved], [self.snapshot(r[0]) for r in resolved]

@@ -25,6 +25,15 @@ class ResultsRepo(Repo):
         ).fetchall()
         return [dict(r) | {"ok": bool(r["ok"])} for r in reversed(rows)]
 
+    def daily(self, since: float) -> list[tuple[str, int, int, int]]:
+        """Per check and UTC day (days since the epoch) from ``since`` on: (check, day, passed, results)."""
+        rows = self.db.execute(
+            "SELECT check_name, CAST(started_at / 86400 AS INTEGER) AS day, SUM(ok), COUNT(*) FROM results"
+            " WHERE started_at >= ? GROUP BY check_name, day ORDER BY check_name, day",
+            (since,),
+        ).fetchall()
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
     def prune(self, keep_per_check: int) -> int:
         return self.db.execute(
             """
