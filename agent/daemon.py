@@ -432,6 +432,7 @@ class Daemon:
             secrets=plugins.secret_values(cfg),
             notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in cfg.notifiers},
             policies=cfg.policies,
+            maintenance=[m.window() for m in cfg.maintenance],
         )
         self.timers: PolicyTimer = PolicyTimer(
             lambda: self.store.run(self.store.incidents.clocks),
@@ -760,6 +761,7 @@ class Daemon:
         )
         self.engine.set_secrets(plugins.secret_values(new))
         self.engine.set_policies(new.policies)
+        self.engine.set_maintenance(m.window() for m in new.maintenance)
         self.engine.heal_enabled = self.heal_enabled = heal_enabled
         if self.relog is not None:
             self.relog(new)

@@ -231,3 +231,76 @@ async def test_silences_through_the_api(running_store: Store, tmp_path: Path) ->
         assert len(await running_store.run(running_store.silences.ending_after, 0)) == 2  # refusals made none
     finally:
         await client.close()
+
+
+# -- the `maintenance:` section of the config ----------------------------------------------------
+
+
+def test_maintenance_windows_load_from_the_config_with_located_errors(tmp_path: Path) -> None:
+    import textwrap
+
+    from agent.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent("""
+        maintenance:
+          - {name: upgrade, start: "2026-12-01T02:00:00Z", end: "2026-12-01T04:00:00Z", match: {check: api}}
+          - {name: weekly, cron: "0 3 * * SUN", duration: 2h, heal: true}
+    """))
+    config = load_config(path, {})
+    fixed, weekly = (m.window() for m in config.maintenance)
+    assert (fixed.start, fixed.end, fixed.match) == (
+        calendar.timegm((2026, 12, 1, 2, 0, 0)), calendar.timegm((2026, 12, 1, 4, 0, 0)), Match(check=("api",)))
+    assert weekly.cron is not None and weekly.duration == 7200 and weekly.heal
+    assert weekly.open_at(calendar.timegm((2026, 11, 29, 3, 30, 0))) and not weekly.open_at(
+        calendar.timegm((2026, 11, 29, 5, 30, 0)))
+
+    path.write_text(textwrap.dedent("""
+        maintenance:
+          - {name: a, cron: "0 25 * * *", duration: 1h}
+          - {name: b, start: "2026-12-01T02:00:00", end: "2026-12-01T04:00:00Z"}
+          - {name: c, start: "2026-12-01T04:00:00Z", end: "2026-12-01T02:00:00Z"}
+          - {name: d, cron: "0 3 * * *"}
+          - {name: e}
+    """))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.errors == [
+        "maintenance[0].cron: invalid cron expression: hour: 25 is outside 0-23",
+        "maintenance[1].start: needs a time zone (write it in UTC, e.g. 2026-12-01T02:00:00Z)",
+        "maintenance[2]: a fixed window needs start and end, end after start",
+        "maintenance[3]: a recurring window needs cron and duration",
+        "maintenance[4]: needs start and end, or cron and duration",
+    ]
+
+
+async def test_a_configured_window_holds_back_an_incident_until_it_ends(target, receiver, spawn_agent) -> None:
+    """A real agent: a fixed window covering now records the incident quietly; when it ends, the
+    webhook gets exactly one incident.opened."""
+    import asyncio
+    import time
+    from datetime import UTC, datetime
+
+    from tests.fixtures_agent import agent_config, wait_until
+    from tests.test_e2e import ENV, webhook
+
+    now = time.time()
+    ends = now + 4
+
+    def iso(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    cfg = agent_config([{"name": "api", "type": "http", "url": target.url}], [webhook(receiver)])
+    cfg["maintenance"] = [{"name": "now", "start": iso(now - 60), "end": iso(ends)}]
+    target.status = 500
+    agent = spawn_agent(cfg, ENV)
+    await agent.ready()
+    def opened_in_log() -> list[dict]:
+        return [e for e in agent.log_events() if e.get("event") == "incident.opened"]
+
+    incident = await wait_until(opened_in_log, 10, "the incident recorded")
+    assert time.time() < ends and receiver.of("incident.opened") == []  # recorded, not sent
+    await wait_until(lambda: receiver.of("incident.opened"), 20, "the incident notified once the window ended")
+    await asyncio.sleep(1.5)  # a few more results and release passes: still exactly one
+    assert len(receiver.of("incident.opened")) == 1
+    assert receiver.of("incident.opened")[0]["incident"]["id"] == incident[0]["incident_id"]

@@ -37,6 +37,7 @@ from agent.config.sections import (
     DefaultsConfig,
     DockerConfig,
     HealKind,
+    MaintenanceConfig,
     NotifierConfigBase,
     RouteConfig,
 )
@@ -57,7 +58,9 @@ __all__ = [
 ]
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
-SECTIONS = ("agent", "docker", "defaults", "checks", "notifiers", "routes", "policies", "postmortem_after")
+SECTIONS = (
+    "agent", "docker", "defaults", "checks", "notifiers", "routes", "policies", "postmortem_after", "maintenance"
+)
 
 
 def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEFAULT_LOCATIONS) -> Path:
@@ -209,6 +212,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     policies = validate(PoliciesConfig, raw_policies, ("policies",), base)
     found.errors.extend(_unknown_step_notifiers(raw_policies, names))
     postmortem_after = validate(_PostmortemAfter, {"postmortem_after": data.get("postmortem_after")}, (), base)
+    maintenance = [
+        validate(MaintenanceConfig, raw, ("maintenance", i), base)
+        for i, raw in enumerate(_list_section(data, "maintenance", found.errors))
+    ]
+    found.errors.extend(_duplicates(_list_section(data, "maintenance", []), "maintenance", "maintenance window"))
 
     explicit = {
         raw["name"] for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
@@ -233,6 +241,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         routes=[r for r in routes if r is not None],
         policies=policies or PoliciesConfig(),
         postmortem_after=postmortem_after.postmortem_after if postmortem_after else DEFAULT_POSTMORTEM_AFTER,
+        maintenance=[m for m in maintenance if m is not None],
     )
 
 

@@ -15,8 +15,9 @@ import re
 import socket
 from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -52,6 +53,9 @@ from agent.config.types import (
     lower,
 )
 from agent.durations import format_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.maintenance import Window
 
 __all__ = [
     "DEFAULT_DOCKER_URL",
@@ -429,6 +433,81 @@ class RouteConfig(ConfigModel):
         return value
 
 
+# --- maintenance windows ---------------------------------------------------------------------
+
+
+class MaintenanceMatch(ConfigModel):
+    """What a window covers: every field given must hold, a field lists alternatives; empty: every check."""
+
+    check: list[Name] | None = None
+    tags: list[Name] | None = None
+    container: list[NonEmptyStr] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class MaintenanceConfig(ConfigModel):
+    """One entry of ``maintenance:``: a fixed window (``start``, ``end``) or a recurring one (``cron``,
+    ``duration``), in UTC. Checks run and incidents are recorded; nothing is sent or healed (unless
+    ``heal: true``); an incident still open when it ends is notified then, once."""
+
+    name: Name
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: NonEmptyStr | None = None
+    duration: PositiveDuration | None = None
+    match: MaintenanceMatch = Field(default_factory=MaintenanceMatch)
+    heal: bool = False
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone (write it in UTC, e.g. 2026-12-01T02:00:00Z)")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from agent.maintenance import Cron, CronError
+
+        if value is not None:
+            try:
+                Cron.parse(value)
+            except CronError as exc:
+                raise ValueError(f"invalid cron expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MaintenanceConfig:
+        fixed = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration is not None
+        if fixed and recurring:
+            raise ValueError("a window is either fixed (start, end) or recurring (cron, duration), not both")
+        if fixed and (self.start is None or self.end is None or self.end <= self.start):
+            raise ValueError("a fixed window needs start and end, end after start")
+        if recurring and (self.cron is None or self.duration is None):
+            raise ValueError("a recurring window needs cron and duration")
+        if not fixed and not recurring:
+            raise ValueError("needs start and end, or cron and duration")
+        return self
+
+    def window(self) -> Window:
+        """The engine's form of it."""
+        from agent.maintenance import Cron, Match, Window
+
+        match = Match.of(self.match.model_dump())
+        if self.cron is not None and self.duration is not None:
+            return Window(self.name, match, self.heal, cron=Cron.parse(self.cron), duration=self.duration)
+        assert self.start is not None and self.end is not None
+        return Window(self.name, match, self.heal, start=self.start.timestamp(), end=self.end.timestamp())
+
+
 # --- the whole file ----------------------------------------------------------------------------
 
 
@@ -446,6 +525,7 @@ class Config(BaseModel):
     notifiers: list[SerializeAsAny[NotifierConfigBase]]
     routes: list[RouteConfig] = Field(default_factory=list)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     postmortem_after: float = DEFAULT_POSTMORTEM_AFTER
 
     def check(self, name: str) -> CheckConfigBase:
