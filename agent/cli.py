@@ -75,7 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     retry = actions.add_parser("retry", parents=[with_config], help="put a dead delivery back in the queue")
     retry.add_argument("id", help="the delivery's id (deliveries list)")
     _incidents_parser(sub, with_config)
+    _silence_parser(sub, with_config)
     return parser
+
+
+def _silence_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], with_config: argparse.ArgumentParser
+) -> None:
+    out = argparse.ArgumentParser(add_help=False, parents=[with_config])
+    out.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    silence = sub.add_parser("silence", help="silences of the running agent (its API)")
+    actions = silence.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", parents=[out], help="silence the checks it matches for a while")
+    add.add_argument("--check", action="append", default=None, help="a check's name (repeatable)")
+    add.add_argument("--tag", action="append", default=None, help="a tag (repeatable)")
+    add.add_argument("--container", action="append", default=None, help="a container (repeatable)")
+    add.add_argument("--duration", required=True, help="how long: 30m, 2h, 1d")
+    add.add_argument("--comment", default=None, help="why")
+    add.add_argument("--by", default=None, help="who (default: $USER@host)")
+    actions.add_parser("list", parents=[out], help="active silences and those ended in the last day")
+    rm = actions.add_parser("rm", parents=[out], help="end a silence now")
+    rm.add_argument("id", help="the silence's id (silence list)")
 
 
 def _incidents_parser(
@@ -130,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
-    if args.command in ("notify", "deliveries", "status", "reload", "incidents"):
+    if args.command in ("notify", "deliveries", "status", "reload", "incidents", "silence"):
         return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
@@ -169,9 +189,28 @@ def _operate(args: argparse.Namespace, config: Config) -> int:
         return cli_ops.reload(config)
     if args.command == "incidents":
         return _incidents(args, config)
+    if args.command == "silence":
+        return _silence(args, config)
     if args.action == "list":
         return cli_ops.deliveries_list(config, args.status, args.notifier, args.limit)
     return cli_ops.deliveries_retry(config, args.id)
+
+
+def _silence(args: argparse.Namespace, config: Config) -> int:
+    from agent import cli_incidents as ci
+
+    if args.action == "list":
+        return ci.silences(config, args.json)
+    if args.action == "rm":
+        return ci.command(config, "DELETE", f"/api/silences/{args.id}", {}, args.json, "{id} ended")
+    match = {"check": args.check, "tags": args.tag, "container": args.container}
+    body = {
+        "match": {k: v for k, v in match.items() if v},
+        "duration": args.duration,
+        "comment": args.comment,
+        "created_by": args.by or ci.default_author(),
+    }
+    return ci.command(config, "POST", "/api/silences", body, args.json, "{id} silences until {ends_at}")
 
 
 def _incidents(args: argparse.Namespace, config: Config) -> int:

@@ -45,6 +45,22 @@ def listing(config: Config, status: str | None, limit: int | None, as_json: bool
     return EXIT_OK
 
 
+def silences(config: Config, as_json: bool) -> int:
+    answer = _call(config, "GET", "/api/silences", {})
+    if answer is None:
+        return EXIT_FAILED
+    if as_json:
+        return _print_json(answer)
+    table = [("ID", "STATUS", "ENDS", "BY", "MATCH", "COMMENT")]
+    for s in answer if isinstance(answer, list) else answer.get("silences", []):
+        match = "; ".join(f"{k}={','.join(v)}" for k, v in s["match"].items() if v) or "everything"
+        table.append((s["id"], s["status"], s["ends_at"], s["created_by"], match, s.get("comment") or ""))
+    widths = [max(len(row[n]) for row in table) for n in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip())
+    return EXIT_OK
+
+
 def show(config: Config, incident_id: str, as_json: bool) -> int:
     answer = _call(config, "GET", f"/api/incidents/{incident_id}", {})
     if answer is None:

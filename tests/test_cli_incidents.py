@@ -57,3 +57,25 @@ async def test_open_ack_update_and_resolve_from_the_command_line(receiver, spawn
     assert code == 0 and incident_id in out and "resolved" in out and "SEV-1" in out
     code, out, err = await lifeguard("incidents", "show", incident_id, "-c", config)
     assert code == 0 and "root cause: PSP outage" in out and "identified: PSP outage" in out
+
+
+async def test_silence_add_list_and_rm_from_the_command_line(spawn_agent) -> None:
+    cfg = agent_config([], [])
+    cfg["agent"]["api"]["token"] = "cli-t0ken"
+    agent = spawn_agent(cfg)
+    await agent.ready()
+    config = str(agent.config_path)
+    code, out, err = await lifeguard("silence", "add", "--check", "db", "--tag", "payments", "--duration", "2h",
+                                     "--comment", "upgrading", "--by", "ann@laptop", "--json", "-c", config)
+    assert code == 0, err
+    silence = json.loads(out)
+    assert silence["match"] == {"check": ["db"], "tags": ["payments"], "container": []}
+    assert (silence["status"], silence["created_by"], silence["comment"]) == ("active", "ann@laptop", "upgrading")
+    code, out, err = await lifeguard("silence", "list", "-c", config)
+    assert code == 0 and silence["id"] in out and "active" in out and "check=db; tags=payments" in out, err
+    code, out, err = await lifeguard("silence", "rm", silence["id"], "-c", config)
+    assert code == 0 and out.strip() == f"{silence['id']} ended", err
+    code, out, err = await lifeguard("silence", "list", "--json", "-c", config)
+    assert code == 0 and [s["status"] for s in json.loads(out)] == ["expired"]
+    code, out, err = await lifeguard("silence", "add", "--check", "db", "--duration", "2x", "-c", config)
+    assert code == 1 and "duration" in err
