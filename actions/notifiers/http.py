@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import agent
@@ -178,6 +178,18 @@ def classify_answer(answer: Answer, redact: Callable[[str], str]) -> Delivery:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), answer.now)
         return Delivery("retry", detail, status=status, retry_after=retry_after)
     return Delivery("dead", detail, status=status)
+
+
+def with_explanation(
+    delivery: Delivery, answer: Answer, explain: Callable[[Any], str | None], redact: Callable[[str], str]
+) -> Delivery:
+    """A refused delivery whose detail is the service's own words (``explain`` reads its JSON body)."""
+    if delivery.outcome == "delivered":
+        return delivery
+    explained = explain(answer.json())
+    if not explained:
+        return delivery
+    return replace(delivery, detail=redact(f"HTTP {answer.status}: {explained}"))
 
 
 def classify_error(exc: Exception, timeout: float, redact: Callable[[str], str]) -> Delivery:

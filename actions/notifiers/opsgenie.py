@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from pydantic import Field, model_validator
 
-from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
+from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, with_explanation
 from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import ConfigModel, HttpUrl, NonEmptyStr, Secret
@@ -116,13 +116,7 @@ class OpsgenieNotifier(HttpNotifier[OpsgenieNotifierConfig]):
         return delivery
 
     def classify(self, answer: Answer) -> Delivery:
-        delivery = classify_answer(answer, self.redact)
-        if delivery.outcome == "delivered":
-            return delivery
-        explained = _explain(answer.json())
-        if not explained:
-            return delivery
-        return replace(delivery, detail=self.redact(f"HTTP {answer.status}: {explained}"))
+        return with_explanation(classify_answer(answer, self.redact), answer, _explain, self.redact)
 
 
 def render_call(notification: Notification, responders: list[dict[str, str]] | None = None) -> bytes:

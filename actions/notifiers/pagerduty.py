@@ -16,12 +16,11 @@ would be refused again; its ``errors`` go into the detail); ``429`` and ``5xx`` 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
+from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, with_explanation
 from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
 from agent.config.types import HttpUrl, NonEmptyStr, Secret
@@ -61,13 +60,7 @@ class PagerDutyNotifier(HttpNotifier[PagerDutyNotifierConfig]):
         return Request(str(self.config.url), body=compact_json(wire))
 
     def classify(self, answer: Answer) -> Delivery:
-        delivery = classify_answer(answer, self.redact)
-        if delivery.outcome == "delivered":
-            return delivery
-        explained = _explain(answer.json())
-        if not explained:
-            return delivery
-        return replace(delivery, detail=self.redact(f"HTTP {answer.status}: {explained}"))
+        return with_explanation(classify_answer(answer, self.redact), answer, _explain, self.redact)
 
 
 def render_event(notification: Notification) -> bytes:

@@ -400,10 +400,10 @@ class NotifierConfigBase(ConfigModel):
 # --- routes ------------------------------------------------------------------------------------
 
 
-class RouteMatch(ConfigModel):
-    """What a route matches: every field given must hold; a field lists alternatives."""
+class CheckMatch(ConfigModel):
+    """Which checks something covers: every field given must hold, a field lists alternatives (one
+    value alone is a list of one); empty: every check."""
 
-    severity: list[Severity] | None = None
     check: list[Name] | None = None
     tags: list[Name] | None = None
     container: list[NonEmptyStr] | None = None
@@ -414,6 +414,12 @@ class RouteMatch(ConfigModel):
         if isinstance(data, Mapping):
             return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
         return data
+
+
+class RouteMatch(CheckMatch):
+    """What a route matches: a check's name, tags, container, and its severity."""
+
+    severity: list[Severity] | None = None
 
 
 class RouteConfig(ConfigModel):
@@ -436,21 +442,6 @@ class RouteConfig(ConfigModel):
 # --- maintenance windows ---------------------------------------------------------------------
 
 
-class MaintenanceMatch(ConfigModel):
-    """What a window covers: every field given must hold, a field lists alternatives; empty: every check."""
-
-    check: list[Name] | None = None
-    tags: list[Name] | None = None
-    container: list[NonEmptyStr] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_value_is_a_list(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
-        return data
-
-
 class MaintenanceConfig(ConfigModel):
     """One entry of ``maintenance:``: a fixed window (``start``, ``end``) or a recurring one (``cron``,
     ``duration``), in UTC. Checks run and incidents are recorded; nothing is sent or healed (unless
@@ -461,7 +452,7 @@ class MaintenanceConfig(ConfigModel):
     end: datetime | None = None
     cron: NonEmptyStr | None = None
     duration: PositiveDuration | None = None
-    match: MaintenanceMatch = Field(default_factory=MaintenanceMatch)
+    match: CheckMatch = Field(default_factory=CheckMatch)
     heal: bool = False
 
     @field_validator("start", "end")
