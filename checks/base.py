@@ -52,12 +52,19 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _no_baseline(check: str) -> float | None:
+    return None
+
+
 class CheckContext:
     """Shared clients a check may use; created lazily so unused ones cost nothing."""
 
     def __init__(self, docker: DockerEngine | None = None) -> None:
         self._http: aiohttp.ClientSession | None = None
         self.docker = docker
+        # A check's rolling latency baseline in seconds (None until it has enough samples);
+        # the agent installs the store-backed one, conditions such as ``latency > 2x baseline`` read it.
+        self.baseline: Callable[[str], float | None] = _no_baseline
 
     @property
     def http(self) -> aiohttp.ClientSession:
