@@ -27,12 +27,22 @@ import structlog
 
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
-from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
+from agent.incidents import (
+    CheckState,
+    Decision,
+    HealBudget,
+    Policy,
+    Transition,
+    evaluate,
+    heal_call_failed,
+    most_severe,
+)
 from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
 from agent.policies import Due, PoliciesConfig, due
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
+from agent.severity_rules import Facts, raised
 from agent.store import Change, ResultRow, Store, new_id
 from agent.timefmt import iso
 from checks.base import CheckResult
@@ -125,6 +135,21 @@ class Tracked:
         return self.history[-1] if self.history else None
 
     @property
+    def severity(self) -> str:
+        """Its open incident's severity now, else the check's own."""
+        return self.state.severity or self.config.severity
+
+    def raised_severity(self, state: CheckState, now: float) -> tuple[str, str] | None:
+        """(severity, rule) a severity rule raises the incident in ``state`` to now, if any: never
+        below what it is, nor twice to a level a rule already applied."""
+        rules = [(r.when, r.severity) for r in self.config.severity_rules]
+        if not rules:
+            return None
+        failing_for = None if state.failing_since is None else max(0.0, now - state.failing_since)
+        facts = Facts(failing_for=failing_for, heal_attempts=state.restarts)
+        return raised(rules, facts, most_severe(state.severity or self.config.severity, state.raised_to))
+
+    @property
     def evidence_container(self) -> str | None:
         """The container whose logs and state go into the evidence: the check's, else its heal's."""
         container: str | None = self.config.container
@@ -180,6 +205,7 @@ class Engine:
         self._write_error: str | None = None
         self._results_error: str | None = None
         self._manual_lock = asyncio.Lock()  # commands on incidents no check's lock covers
+        self._manual_open: dict[str, str] = {}  # unresolved incidents opened by hand -> severity
 
     # -- start -----------------------------------------------------------------------------
     async def restore(self) -> None:
@@ -192,11 +218,12 @@ class Engine:
             if tracked is None:
                 await self._resolve_removed(row, now)
                 continue
-            tracked.state = replace(CheckState.from_json(row["state"]), incident_id=row["id"])
+            tracked.state = replace(CheckState.from_json(row["state"]), incident_id=row["id"], severity=row["severity"])
             if row.get("in_maintenance"):
                 self._in_maintenance.add(row["id"])
             log.info("incident.restored", check=row["check_name"], incident_id=row["id"])
         await self._load_silences(now)
+        self._manual_open = await self.store.run(self.store.incidents.manual_open)
         for name, tracked in self.tracked.items():
             for r in await self.store.run(self.store.results.recent, name, HISTORY):
                 tracked.history.append(CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"]))
@@ -318,8 +345,10 @@ class Engine:
             )
             if not transition.decisions:
                 tracked.state = transition.state
-                return
-            await self._apply(tracked, result, transition, now, quiet)
+            else:
+                await self._apply(tracked, result, transition, now, quiet)
+            if tracked.state.incident_id is not None and tracked.config.severity_rules:
+                await self._raise_severity(tracked, now, quiet)
 
     async def _apply(
         self, tracked: Tracked, result: CheckResult, transition: Transition, now: float, quiet: Quiet | None = None
@@ -328,6 +357,13 @@ class Engine:
         incident_id = transition.incident_id
         assert incident_id is not None
         change = Change(incident_id=incident_id, at=now, notifiers=cfg.notify, heal_attempt=transition.heal)
+        raised_by = None
+        if "open" in transition.kinds():
+            # A rule that already holds opens the incident at its severity: one event, not two.
+            transition.state.severity = cfg.severity
+            if (raised_by := tracked.raised_severity(transition.state, now)) is not None:
+                transition.state.severity = transition.state.raised_to = raised_by[0]
+        severity = transition.stored_state.severity or cfg.severity
         for d in transition.decisions:
             kind, event, reason, _ = _RECORDS[d.kind]
             if d.kind == "open":
@@ -337,7 +373,7 @@ class Engine:
                     "target": tracked.check.target,
                     "container": tracked.evidence_container,
                     "status": "open",
-                    "severity": cfg.severity,
+                    "severity": severity,
                     "title": f"{cfg.name} failing: {result.message}",
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
@@ -348,6 +384,8 @@ class Engine:
             change.timeline.append((kind, d.message or result.message))
             if event:
                 change.events.append((event, reason))
+            if d.kind == "open" and raised_by is not None:
+                change.timeline.append(("updated", f"severity {cfg.severity} → {severity} by rule: {raised_by[1]}"))
         change.state = transition.stored_state.to_json()
         opening = "open" in transition.kinds()
         silent = quiet is not None or incident_id in self._in_maintenance
@@ -359,7 +397,7 @@ class Engine:
                 change.create["in_maintenance"] = 1
                 heals = "heals run" if quiet.heal else "nothing healed"
                 change.timeline.append(("maintenance", f"in maintenance ({quiet.name}): nothing sent, {heals}"))
-        self._filter(change, cfg.severity)
+        self._filter(change, severity)
         if not await self._write(change, check=cfg.name):
             return  # nothing adopted: the next result decides again
         tracked.state = transition.state
@@ -375,7 +413,7 @@ class Engine:
             self.on_events()
         kinds = set(transition.kinds())
         if "open" in kinds:
-            self.tally.incident_opened(cfg.severity)
+            self.tally.incident_opened(severity)
             # Registered before any task runs, so a heal spawned below always finds it.
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
@@ -383,6 +421,34 @@ class Engine:
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
         if "heal" in kinds and tracked.healer is not None:
             self._spawn(self._heal(tracked, incident_id, tracked.healer))
+
+    async def _raise_severity(self, tracked: Tracked, now: float, quiet: Quiet | None) -> None:
+        """Under the check's lock: a severity rule that now holds raises its open incident."""
+        found = tracked.raised_severity(tracked.state, now)
+        if found is None:
+            return
+        severity, rule = found
+        incident_id = tracked.state.incident_id
+        assert incident_id is not None
+        before = tracked.severity
+        state = replace(tracked.state, severity=severity, raised_to=severity)
+        change = Change(
+            incident_id, now, author="severity_rules", notifiers=tracked.config.notify,
+            update={"severity": severity}, state=state.to_json(),
+            timeline=[("updated", f"severity {before} → {severity} by rule: {rule}")],
+            events=[("incident.updated", None)],
+            event_fields={"incident.updated": {"changes": ["severity"], "rule": rule}},
+        )
+        if quiet is not None or incident_id in self._in_maintenance:
+            change.events = []  # recorded; the end of the window notifies it at its new severity
+        self._filter(change, severity)
+        if not await self._write(change, check=tracked.config.name):
+            return
+        tracked.state = state
+        log.info("incident.updated", check=tracked.config.name, incident_id=incident_id,
+                 changes=["severity"], severity=severity, rule=rule)
+        if change.events:
+            self.on_events()
 
     def _filter(self, change: Change, severity: str) -> None:
         """Each event of the change goes to the check's notifiers whose filters take it."""
@@ -427,7 +493,7 @@ class Engine:
                 events=[("incident.heal_failed", None)],
                 notifiers=tracked.config.notify,
             )
-            self._filter(change, tracked.config.severity)
+            self._filter(change, tracked.severity)
             if not await self._write(change, check=tracked.config.name):
                 return
             tracked.state = state
@@ -624,6 +690,7 @@ class Engine:
         )
         async with self._manual_lock:
             found = await self._command({"severity": severity}, None, change)
+            self._manual_open[incident_id] = severity
         self.tally.incident_opened(severity)
         log.info("incident.opened", incident_id=incident_id, manual=True, by=by, severity=severity)
         return found
@@ -658,6 +725,10 @@ class Engine:
                 event_fields={"incident.updated": {"changes": list(update)}},
             )
             found = await self._command(row, tracked, change)
+            if tracked is not None and "severity" in update:
+                tracked.state = replace(tracked.state, severity=update["severity"])
+            if row["manual"] and "severity" in update:
+                self._manual_open[incident_id] = update["severity"]
         log.info("incident.updated", incident_id=incident_id, by=by, changes=list(update))
         return found
 
@@ -695,6 +766,7 @@ class Engine:
             )
             found = await self._command(row, tracked, change)
             self._in_maintenance.discard(incident_id)
+            self._manual_open.pop(incident_id, None)
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
@@ -768,7 +840,7 @@ class Engine:
             timeline=[("maintenance_ended", "maintenance over with the incident still open: notified now")],
             events=[("incident.opened", None)],
         )
-        self._filter(change, tracked.config.severity)
+        self._filter(change, tracked.severity)
         if not await self._write(change, check=tracked.config.name):
             return  # the next result or tick tries again
         self._in_maintenance.discard(incident_id)
@@ -826,11 +898,11 @@ class Engine:
         ]
 
     def incidents_open(self) -> dict[str, int]:
-        """Open incidents per severity (restored ones included)."""
+        """Unresolved incidents per severity now (restored and manual ones included)."""
         found: dict[str, int] = {}
-        for t in self.tracked.values():
-            if t.state.incident_id is not None:
-                found[t.config.severity] = found.get(t.config.severity, 0) + 1
+        severities = [t.severity for t in self.tracked.values() if t.state.incident_id is not None]
+        for severity in [*severities, *self._manual_open.values()]:
+            found[severity] = found.get(severity, 0) + 1
         return found
 
     def heal_budget_left(self, now: float | None = None) -> dict[tuple[str, str], int]:

@@ -41,6 +41,11 @@ def sev_label(severity: str) -> str:
     return f"SEV-{SEVERITIES.index(severity) + 1}"
 
 
+def most_severe(*severities: str | None) -> str:
+    """The most severe of those given (None ignored; ``low`` if none is)."""
+    return min((s for s in severities if s is not None), key=SEVERITIES.index, default=SEVERITIES[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class HealPolicy:
     """One check's heal rules, and the words its timeline uses for the heal."""
@@ -168,6 +173,8 @@ class CheckState:
     verifying: bool = False  # a heal was made and has not been judged yet
     exhausted: bool = False  # heal_exhausted recorded and not yet followed by a heal
     last_heal: str | None = None  # attempted | succeeded | failed | exhausted | dry_run
+    severity: str | None = None  # the open incident's severity now (opened at, raised, changed by hand)
+    raised_to: str | None = None  # the most severe level a severity rule applied to this incident
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +187,8 @@ class CheckState:
     def after_incident(self) -> CheckState:
         """The state once the incident is over: the streaks stay, the incident's heal facts go."""
         return replace(
-            self, incident_id=None, restarts=0, cooldown_until=None, verifying=False, exhausted=False, last_heal=None
+            self, incident_id=None, restarts=0, cooldown_until=None, verifying=False, exhausted=False, last_heal=None,
+            severity=None, raised_to=None,
         )
 
 

@@ -227,6 +227,25 @@ class DockerConfig(ConfigModel):
         return value
 
 
+class SeverityRule(ConfigModel):
+    """``{when: "failing_for >= 2m", severity: critical}``: raise the incident to ``severity`` while
+    ``when`` holds (``agent.severity_rules`` has the language)."""
+
+    when: NonEmptyStr
+    severity: Severity
+
+    @field_validator("when")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from agent.severity_rules import RuleError, parse
+
+        try:
+            parse(value)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class DefaultsConfig(ConfigModel):
     """What every check inherits unless it says otherwise; here with the built-ins applied."""
 
@@ -236,6 +255,7 @@ class DefaultsConfig(ConfigModel):
     resolve_after: Count = 2
     severity: Severity = "high"
     notify: list[str] = Field(None, validate_default=True)  # every notifier
+    severity_rules: list[SeverityRule] = Field(default_factory=list)
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -328,6 +348,7 @@ class CheckConfigBase(ConfigModel):
     resolve_after: Count
     severity: Severity
     notify: list[str]
+    severity_rules: list[SeverityRule]
     container: NonEmptyStr | None = None
     heal: HealConfig | None = None
     tags: list[Name] = Field(default_factory=list)

@@ -102,6 +102,11 @@ class IncidentsRepo(Repo):
         rows = self.db.execute("SELECT * FROM incidents WHERE status != 'resolved' AND manual = 0").fetchall()
         return [dict(r) | {"state": json.loads(r["state"])} for r in rows]
 
+    def manual_open(self) -> dict[str, str]:
+        """Unresolved incidents opened by hand: id -> severity."""
+        rows = self.db.execute("SELECT id, severity FROM incidents WHERE status != 'resolved' AND manual = 1")
+        return {r["id"]: r["severity"] for r in rows}
+
     def list(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first; ``open`` means unresolved (open or acknowledged)."""
         sql = "SELECT * FROM incidents"
