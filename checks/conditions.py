@@ -96,8 +96,8 @@ class Baseline:
     factor: float
 
 
-Scalar: TypeAlias = "int | float | str | bool | None | DurationValue | Baseline"
-Value: TypeAlias = "Scalar | tuple[Scalar, ...]"
+Scalar: TypeAlias = int | float | str | bool | None | DurationValue | Baseline
+Value: TypeAlias = Scalar | tuple[Scalar, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,8 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "resolve_after": 2, "severity": "high", "notify": ["ops"], "container": "api",
         "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
-        "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0}, "tags": [], "group": None,
+        "verify_tls": True, "ca_file": None, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
+        "conditions": [], "tags": [], "group": None,
     }
     redis = config.check("redis")
     assert isinstance(redis, TcpCheckConfig)
