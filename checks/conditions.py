@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "failure_message",
     "parse",
+    "shown",
 ]
 
 SubjectKind = Literal["status", "latency", "body", "json", "header", "cert.days_left", "tcp.banner"]
@@ -521,12 +522,12 @@ def evaluate(condition: Condition, observed: Observed) -> Verdict:
     if isinstance(value, Baseline):
         baseline = observed.baseline
         if baseline is None:  # not enough samples yet: a baseline condition never fires
-            return Verdict(True, f"{_shown(subject, found)}, no baseline yet", found)
+            return Verdict(True, f"{shown(subject, found)}, no baseline yet", found)
         limit = value.factor * baseline
         ok = _ordered(condition.op, found, limit)
-        return Verdict(ok, f"{_shown(subject, found)}, baseline {_shown_seconds(baseline)}", found)
+        return Verdict(ok, f"{shown(subject, found)}, baseline {_shown_seconds(baseline)}", found)
     ok = _holds(condition, found, value, observed)
-    return Verdict(ok, _shown(subject, found), found)
+    return Verdict(ok, shown(subject, found), found)
 
 
 def _value_of(subject: Subject, observed: Observed) -> Any:
@@ -642,7 +643,7 @@ def _equal(found: Any, value: Any, kind: str, loose: bool) -> bool:
     return False
 
 
-def _shown(subject: Subject, found: Any) -> str:
+def shown(subject: Subject, found: Any) -> str:
     """A seen value as a failure message quotes it: short, and never a secret."""
     if subject.kind == "latency" and _is_number(found):
         return _shown_seconds(float(found))
