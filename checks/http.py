@@ -220,7 +220,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             return Outcome(False, "too many redirects", {"redirects": [str(r.url) for r in exc.history]})
         except aiohttp.ClientError as exc:
             return Outcome(False, _describe_client_error(exc))
-        # Read while the connection is still the response's: it goes back to the pool below.
+        # Read before the body: once it is read, the connection may serve another request.
         cert_days_left = _peer_days_left(resp) if self._wants_cert else None
         try:
             body, at_eof = await _read_capped(resp)
@@ -273,6 +273,11 @@ def _peer_days_left(resp: aiohttp.ClientResponse) -> float | None:
     """Days left on the server's certificate, verified or not; None over plain HTTP."""
     connection = resp.connection
     transport = connection.transport if connection is not None else None
+    if transport is None:
+        # aiohttp hands a connection back to the pool as soon as a short body has arrived,
+        # before ``request()`` returns; the response's protocol still knows its transport.
+        protocol = getattr(resp, "_protocol", None)
+        transport = getattr(protocol, "transport", None)
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if not isinstance(ssl_object, (ssl.SSLObject, ssl.SSLSocket)):
         return None
