@@ -89,7 +89,8 @@ class TcpCheck(Check[TcpCheckConfig]):
                 timeout = float(self.config.timeout)
                 banner = await self._read_banner(reader, started + timeout - min(READ_MARGIN, timeout / 10))
         except OSError as exc:
-            return Outcome(False, f"connected, then {_describe_connect_error(exc)}")
+            text = exc.strerror or str(exc) or type(exc).__name__
+            return Outcome(False, f"connected, then {text[:1].lower()}{text[1:]}")
         finally:
             writer.close()
             try:
