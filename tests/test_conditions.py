@@ -435,3 +435,17 @@ async def test_a_long_body_is_quoted_short(aiohttp_server: ServerFactory, ctx) -
 
     assert not ok
     assert message == f'HTTP 200: condition failed: body contains "y" (got "{"x" * 120}…")'
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("#### Conditions", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(example)
+
+    config = load_config(path, {})
+
+    api, ssh = config.check("api"), config.check("ssh")
+    assert [str(c) for c in api.conditions][-1] == "latency < 3x baseline"
+    assert ssh.conditions[0].pattern is not None and ssh.conditions[0].pattern.pattern == "^SSH-2\\.0-"
