@@ -916,7 +916,7 @@ def test_a_registered_check_type_gets_the_same_error_messages(
           - {name: e, type: ftp}
     """) == [
         "checks[0].message: required",
-        "checks[1].port: unknown key for a echo check (only tcp checks have it)",
+        "checks[1].port: unknown key for a echo check (only tcp, tls checks have it)",
         "checks[2].message: required",
         "checks[2].mesage: unknown key (did you mean 'message'?)",
         "checks[3].message: unknown key for a tcp check (only echo checks have it)",
