@@ -174,7 +174,6 @@ class _Parser:
         self.skip_space()
         if self.at_end():
             raise self.fail("empty condition (expected SUBJECT OP VALUE, like: status == 200)")
-        subject_at = self.pos
         subject = self.subject()
         self.skip_space()
         op_at = self.pos
@@ -185,7 +184,7 @@ class _Parser:
         self.skip_space()
         if not self.at_end():
             raise self.fail(f"unexpected {self.shown_here()} after the value")
-        pattern = self.check(subject, subject_at, op, op_at, value, value_at)
+        pattern = self.check(subject, op, op_at, value, value_at)
         return Condition(self.text.strip(), subject, op, value, pattern)
 
     # -- subject --
@@ -397,9 +396,8 @@ class _Parser:
 
     # -- what may go with what --
 
-    def check(self, subject: Subject, subject_at: int, op: Op, op_at: int, value: Value, value_at: int) -> (
-        re.Pattern[str] | None
-    ):
+    def check(self, subject: Subject, op: Op, op_at: int, value: Value, value_at: int) -> re.Pattern[str] | None:
+        """Refuse what the grammar allows but no subject means; compile a ``matches`` pattern."""
         kind = subject.kind
         name = _SHOWN_SUBJECTS[kind] if kind in ("json", "header") else kind
         scalars = value if isinstance(value, tuple) else (value,)
