@@ -9,11 +9,13 @@ from checks.base import Check, CheckContext, CheckResult, Outcome
 from checks.container import ContainerCheck
 from checks.http import HttpCheck
 from checks.tcp import TcpCheck
+from checks.tls import TlsCheck
 
 CHECK_TYPES: dict[str, type[Check[CheckConfigBase]]] = {
     "http": HttpCheck,
     "tcp": TcpCheck,
     "container": ContainerCheck,
+    "tls": TlsCheck,
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``http`` check: one request to a URL, judged on status, body and latency.
+"""The ``http`` check: one request to a URL, judged on its status, or on ``expect`` and ``conditions``.
 
 It runs at high rates (1,000 targets a second on one core), so everything that can be decided
 once is decided in ``__init__``, every probe reuses the shared keep-alive session, and no probe
@@ -7,19 +7,36 @@ downloads more than ``BODY_READ_LIMIT`` bytes whatever the target sends back.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from agent.config import CheckConfigBase, ConfigModel
+from agent.config.errors import KEYED_ERROR
 from agent.config.types import HttpHeaders, HttpUrl, PositiveDuration, Secret, one_credential, upper
 from agent.neterrors import describe_os_error
 from agent.redact import redact_url
 from checks.base import Check, CheckContext, Outcome
+from checks.certs import CaFile, client_context, days_left, read_dates
+from checks.conditions import (
+    Baseline,
+    Condition,
+    DurationValue,
+    HttpCondition,
+    Observed,
+    Subject,
+    Verdict,
+    evaluate,
+    failure_message,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
@@ -78,16 +95,79 @@ class HttpCheckConfig(CheckConfigBase):
     ] = "GET"
     headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
     verify_tls: bool = True
+    ca_file: CaFile | None = None
     expect: Expect | None = None
+    conditions: list[HttpCondition] = []
 
     @field_validator("headers")
     @classmethod
     def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         return one_credential(info.data.get("url"), value)
 
+    @field_validator("conditions")
+    @classmethod
+    def _certificate_needs_https(cls, value: list[Condition], info: ValidationInfo) -> list[Condition]:
+        url = info.data.get("url")
+        if isinstance(url, str) and not url.lower().startswith("https://"):
+            for i, condition in enumerate(value):
+                if condition.subject.kind == "cert.days_left":
+                    # Reported at the item (``conditions[1]``): a keyed error's key may be an index.
+                    text = "cert.days_left needs an https:// url"
+                    raise PydanticCustomError(KEYED_ERROR, "{text}", {"key": i, "text": text})
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A condition the response must meet, and how its failure reads (None: a user's condition)."""
+
+    condition: Condition
+    describe: Callable[[Verdict], str] | None = None
+
+    def failure(self, verdict: Verdict) -> str:
+        return failure_message(self.condition, verdict) if self.describe is None else self.describe(verdict)
+
+
+def _rules(config: HttpCheckConfig) -> list[_Rule]:
+    """``expect`` as conditions (keeping its own failure texts), then ``conditions``: one evaluation path.
+
+    Without a condition on ``status`` (in ``expect`` or ``conditions``), a 2xx is required.
+    """
+    rules: list[_Rule] = []
+    expect = config.expect
+    conditions: list[Condition] = list(config.conditions)
+    statuses = expect.status if expect is not None else None
+    if statuses:
+        rules.append(_Rule(_expected("status", "in", tuple(statuses)), _just_the_status))
+    elif not any(c.subject.kind == "status" for c in conditions):
+        rules.append(_Rule(_expected("status", "in", ("2xx",)), _just_the_status))
+    if expect is not None and expect.body_contains:
+        needle = expect.body_contains
+        rules.append(_Rule(_expected("body", "contains", needle), lambda _: f"body does not contain {needle!r}"))
+    if expect is not None and expect.max_latency is not None:
+        limit = expect.max_latency
+        rules.append(
+            _Rule(
+                _expected("latency", "<=", DurationValue(limit)),
+                lambda verdict: f"latency {verdict.value:.2f}s over {limit:g}s",
+            )
+        )
+    rules.extend(_Rule(condition) for condition in conditions)
+    return rules
+
+
+def _expected(
+    kind: Literal["status", "body", "latency"], op: Literal["in", "contains", "<="], value: Any
+) -> Condition:
+    return Condition(f"expect.{kind}", Subject(kind), op, value)
+
+
+def _just_the_status(verdict: Verdict) -> str:
+    return ""  # "HTTP 503" says it all
+
 
 class HttpCheck(Check[HttpCheckConfig]):
-    """Requests ``config.url`` and passes on a 2xx, or on what ``config.expect`` asks for."""
+    """Requests ``config.url`` and passes on a 2xx, or on what ``expect`` and ``conditions`` ask for."""
 
     type: ClassVar[str] = "http"
     config_model = HttpCheckConfig
@@ -101,17 +181,19 @@ class HttpCheck(Check[HttpCheckConfig]):
         # Shown and stored everywhere (incidents, API, payloads): never the URL's credentials.
         self._target = redact_url(config.url)
         self._headers: dict[str, str] | None = dict(config.headers) if config.headers else None
-        self._ssl: bool = bool(config.verify_tls)
+        self._ssl: bool | ssl.SSLContext = bool(config.verify_tls)
+        # Extra CAs: a context of the system's CAs and the file's, made off the event loop at first use.
+        self._ca_file: str | None = config.ca_file if config.verify_tls else None
         # The check's own timeout (enforced by Check.run) is the only one: aiohttp's defaults
         # (30 s connect, 300 s total) would otherwise fire first with a misleading message.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
-        expect = config.expect
-        statuses = expect.status if expect is not None else None
-        self._statuses, self._status_classes = _parse_statuses(statuses)
-        needle = expect.body_contains if expect is not None else None
-        self._needle: str | None = needle or None
-        self._needle_bytes: bytes | None = needle.encode("utf-8") if needle else None
-        self._max_latency: float | None = expect.max_latency if expect is not None else None
+        rules = _rules(config)
+        self._status_rules = [r for r in rules if r.condition.subject.kind == "status"]
+        self._other_rules = [r for r in rules if r.condition.subject.kind != "status"]
+        kinds = {r.condition.subject.kind for r in rules}
+        self._wants_headers = "header" in kinds
+        self._wants_cert = "cert.days_left" in kinds
+        self._wants_baseline = any(isinstance(r.condition.value, Baseline) for r in rules)
 
     @property
     def target(self) -> str:
@@ -120,6 +202,8 @@ class HttpCheck(Check[HttpCheckConfig]):
     async def probe(self) -> Outcome:
         import aiohttp
 
+        if self._ca_file is not None and not isinstance(self._ssl, ssl.SSLContext):
+            self._ssl = await asyncio.to_thread(client_context, True, self._ca_file)
         t0 = time.monotonic()
         try:
             resp = await self.context.http.request(
@@ -136,6 +220,8 @@ class HttpCheck(Check[HttpCheckConfig]):
             return Outcome(False, "too many redirects", {"redirects": [str(r.url) for r in exc.history]})
         except aiohttp.ClientError as exc:
             return Outcome(False, _describe_client_error(exc))
+        # Read before the body: once it is read, the connection may serve another request.
+        cert_days_left = _peer_days_left(resp) if self._wants_cert else None
         try:
             body, at_eof = await _read_capped(resp)
         except aiohttp.ClientError as exc:
@@ -152,31 +238,56 @@ class HttpCheck(Check[HttpCheckConfig]):
         latency = time.monotonic() - t0
 
         status = resp.status
-        details = {"response": _response_details(resp, body, at_eof)}
-        if not self._status_ok(status):
-            return Outcome(False, f"HTTP {status}", details)
-        problems: list[str] = []
-        if self._needle_bytes is not None and self._needle_bytes not in body:
-            problems.append(f"body does not contain {self._needle!r}")
-        if self._max_latency is not None and latency > self._max_latency:
-            problems.append(f"latency {latency:.2f}s over {self._max_latency:g}s")
+        response = _response_details(resp, body, at_eof)
+        details = {"response": response}
+        observed = Observed(
+            status=status,
+            latency=latency,
+            body=body,
+            headers={k.lower(): v for k, v in response["headers"].items()} if self._wants_headers else None,
+            cert_days_left=cert_days_left,
+            baseline=self.context.baseline(self.name) if self._wants_baseline else None,
+        )
+        status_problems = _failures(self._status_rules, observed)
+        if status_problems is not None:  # a wrong status says it all: the rest is not judged
+            shown = [text for text in status_problems if text]
+            return Outcome(False, f"HTTP {status}: {'; '.join(shown)}" if shown else f"HTTP {status}", details)
+        problems = _failures(self._other_rules, observed)
         if problems:
             return Outcome(False, f"HTTP {status}: {'; '.join(problems)}", details)
         return Outcome(True, f"HTTP {status}", details)
 
-    def _status_ok(self, status: int) -> bool:
-        if self._statuses is None:
-            return 200 <= status < 300
-        return status in self._statuses or status // 100 in self._status_classes
+
+def _failures(rules: list[_Rule], observed: Observed) -> list[str] | None:
+    """How each failing rule reads, or None when they all hold."""
+    failures: list[str] | None = None
+    for rule in rules:
+        verdict = evaluate(rule.condition, observed)
+        if not verdict.ok:
+            failures = failures or []
+            failures.append(rule.failure(verdict))
+    return failures
 
 
-def _parse_statuses(statuses: list[int | str] | None) -> tuple[frozenset[int] | None, frozenset[int]]:
-    """Split ``expect.status`` (already parsed by ``_status``) into codes and classes; None means 2xx."""
-    if not statuses:
-        return None, frozenset()
-    codes = frozenset(item for item in statuses if isinstance(item, int))
-    classes = frozenset(int(item[0]) for item in statuses if isinstance(item, str))  # "2xx" -> 2
-    return codes, classes
+def _peer_days_left(resp: aiohttp.ClientResponse) -> float | None:
+    """Days left on the server's certificate, verified or not; None over plain HTTP."""
+    connection = resp.connection
+    transport = connection.transport if connection is not None else None
+    if transport is None:
+        # aiohttp hands a connection back to the pool as soon as a short body has arrived,
+        # before ``request()`` returns; the response's protocol still knows its transport.
+        protocol = getattr(resp, "_protocol", None)
+        transport = getattr(protocol, "transport", None)
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, (ssl.SSLObject, ssl.SSLSocket)):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        return days_left(read_dates(der), time.time())
+    except ValueError:
+        return None
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:

@@ -28,7 +28,7 @@ def http_config(url: str, **overrides: Any) -> SimpleNamespace:
     fields: dict[str, Any] = dict(
         name="web", type="http", interval=10.0, timeout=5.0, open_after=0.0, resolve_after=1,
         severity="high", notify=[], container=None, heal=None,
-        url=url, method="GET", headers={}, verify_tls=True, expect=None,
+        url=url, method="GET", headers={}, verify_tls=True, ca_file=None, expect=None, conditions=[],
     )
     fields.update(overrides)
     return SimpleNamespace(**fields)
