@@ -261,8 +261,8 @@ def _warn_if_secrets_exposed(path: Path, secrets: list[str]) -> None:
 
 
 def _without_stuck_threads(code: int) -> int:
-    """Exit now if a worker thread is still stuck on a hung peer (a Docker call waits for
-    docker-py's own timeout, a host snapshot for a hung mount): the daemon has closed everything
+    """Exit now if a worker thread is still stuck on a hung peer (a host snapshot for a hung
+    mount, a blocking plugin): the daemon has closed everything
     it owns, and the interpreter would otherwise wait for that thread before exiting."""
     me = threading.current_thread()
     deadline = time.monotonic() + 1.0

@@ -1,32 +1,35 @@
-"""The agent's one door to the Docker Engine.
+"""The agent's one door to the Docker Engine: its HTTP API, spoken with the aiohttp already loaded.
 
-docker-py blocks, can hang on a stuck engine, and raises a mix of ``requests``, ``docker`` and
-``OSError`` exceptions. ``DockerEngine`` confines all of that here: every call runs in the
-engine's own small thread pool (so a hung Docker can't starve the event loop's default executor),
-each is bounded by a timeout, and every lower-layer error is translated into the ``DockerError``
-family, so checks, healers and evidence catch one thing. The engine reconnects by itself: after a
-connection failure the client is dropped and rebuilt on the next call, so a Docker that comes back
-is picked up without restarting the agent. The one long call, the event stream, reads in a thread
-of its own (a daemon thread, closed with the stream), never in the pool.
+The Engine API is plain HTTP over a unix socket (or TCP), so the agent talks to it with its own
+aiohttp session rather than docker-py, which would bring ``requests`` and its own thread pool
+(+6 MB of idle memory for an agent with one container check). ``DockerEngine`` confines the
+protocol here: every call is bounded by a timeout, and every lower-layer error is translated into
+the ``DockerError`` family, so checks, healers and evidence catch one thing. Nothing blocks: no
+thread is needed, and a hung engine ties up only the calls waiting on it. The session reconnects
+by itself: a Docker that comes back is picked up at the next call without restarting the agent.
+
+Paths are unversioned (``/containers/{id}/json``): the engine answers in its own current API
+version, which is what docker-py's ``version="auto"`` negotiated too, and works with every engine
+from Debian's 20.10 on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+import json
+import struct
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
-    import docker
+    import aiohttp
 
-T = TypeVar("T")
+SCHEMES = ("unix", "tcp", "http", "https")
+"""The Docker URLs the agent speaks: a unix socket, or the engine's TCP port (plain or TLS)."""
 
-# Enough for a handful of container checks, evidence and a heal at once; small so a hung engine
-# ties up only these threads.
-_WORKERS = 4
-_CONNECT_WAIT = 0.5  # seconds a call waits for another thread's connect before failing fast
+_EVENTS_LINE_LIMIT = 1 << 20  # one decoded event; the engine's are a few hundred bytes
+_CONNECT_WAIT = 0.5  # seconds a first call may go unanswered before others fail fast instead of queueing
 
 
 class DockerError(Exception):
@@ -51,9 +54,17 @@ class DockerEngine:
         self.reachable: bool | None = None
         # Why the engine was last unreachable; None while it is reachable.
         self.last_error: str | None = None
-        self._client: docker.APIClient | None = None
-        self._client_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._session: aiohttp.ClientSession | None = None
+        # While a call to an engine not yet known to answer has waited this long (monotonic start),
+        # other calls fail fast with the reason rather than each waiting out its own timeout.
+        self._unanswered_since: float | None = None
+        scheme, _, rest = url.partition("://")
+        if scheme == "unix":
+            self._socket: str | None = rest if rest.startswith("/") else "/" + rest
+            self._base = "http://docker"
+        else:
+            self._socket = None
+            self._base = ("https://" if scheme == "https" else "http://") + rest.rstrip("/")
 
     def __repr__(self) -> str:
         return f"DockerEngine({self.url!r}, reachable={self.reachable})"
@@ -61,213 +72,196 @@ class DockerEngine:
     async def ping(self) -> bool:
         """Whether the engine answers; never raises for an unreachable engine."""
         try:
-            await self._call(lambda api: api.ping())
+            await self._call("GET", "/_ping")
         except DockerUnavailable:
             return False
         return True
 
     async def inspect(self, container: str) -> dict[str, Any]:
         """The raw ``docker inspect`` attributes of a container."""
-        return await self._call(lambda api: api.inspect_container(container), container=container)
+        body = await self._call("GET", f"/containers/{_id(container)}/json", container=container)
+        found: dict[str, Any] = json.loads(body)
+        return found
 
     async def logs(self, container: str, tail: int = 200) -> list[str]:
         """The last ``tail`` lines of stdout and stderr, each prefixed with Docker's timestamp."""
-        raw: bytes = await self._call(
-            lambda api: api.logs(container, stdout=True, stderr=True, timestamps=True, tail=tail),
+        raw = await self._call(
+            "GET",
+            f"/containers/{_id(container)}/logs",
+            params={"stdout": "1", "stderr": "1", "timestamps": "1", "tail": str(tail)},
             container=container,
         )
-        return raw.decode("utf-8", errors="replace").splitlines()
+        return _demultiplex(raw).decode("utf-8", errors="replace").splitlines()
 
     async def restart(self, container: str, stop_timeout: int = 10) -> None:
         """Restart a container, giving it ``stop_timeout`` seconds to stop before it is killed."""
         await self._call(
-            lambda api: api.restart(container, timeout=stop_timeout),
+            "POST",
+            f"/containers/{_id(container)}/restart",
+            params={"t": str(stop_timeout)},
             container=container,
             timeout=self.timeout + stop_timeout,
+        )
+
+    async def stop(self, container: str, stop_timeout: int = 10) -> None:
+        """Stop a container (SIGTERM, then SIGKILL after ``stop_timeout`` seconds); a stopped one stays so."""
+        await self._call(
+            "POST",
+            f"/containers/{_id(container)}/stop",
+            params={"t": str(stop_timeout)},
+            container=container,
+            timeout=self.timeout + stop_timeout,
+            ok=(204, 304),
         )
 
     async def list_containers(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """``docker ps -a`` as the API gives it (``Id``, ``Names``, ``Labels``, ``State`` …), filtered
         as the engine's ``filters`` (``{"label": ["lifeguard.check.type"]}``)."""
-        found: list[dict[str, Any]] = await self._call(lambda api: api.containers(all=True, filters=filters or {}))
+        params = {"all": "1"} | ({"filters": json.dumps(filters)} if filters else {})
+        found: list[dict[str, Any]] = json.loads(await self._call("GET", "/containers/json", params=params))
         return found
 
     async def events(self, filters: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Docker's event stream (decoded), as the engine filters it; ends when the engine closes it,
-        raises ``DockerUnavailable`` when it cannot be opened or breaks. Read in a thread of its own."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        streams: list[Any] = []
-        closed = threading.Event()
-        end = object()
+        raises ``DockerUnavailable`` when it cannot be opened or breaks. Opening is bounded by the
+        timeout; reading is not (an idle engine sends nothing for hours)."""
+        import aiohttp
 
-        def put(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                pass
-
-        def pump() -> None:
-            import docker.errors
-            import requests.exceptions
-
-            try:
-                stream = self._connect().events(decode=True, filters=filters or {})
-                streams.append(stream)
-                if closed.is_set():  # the reader left while the stream was opening
-                    stream.close()
-                    return
-                for event in stream:
-                    put(event)
-            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-                put(DockerUnavailable(f"Docker event stream broke: {_root_cause(exc)}"))
-            except DockerError as exc:
-                put(exc)
-            except Exception as exc:  # a closed stream raises what it raises: the end all the same
-                put(DockerUnavailable(f"Docker event stream ended: {type(exc).__name__}: {exc}"))
-            finally:
-                put(end)
-
-        threading.Thread(target=pump, name="lifeguard-docker-events", daemon=True).start()
+        params = {"filters": json.dumps(filters)} if filters else {}
+        session = self._client()
         try:
+            async with asyncio.timeout(self.timeout):
+                response = await session.get(
+                    self._base + "/events", params=params,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+                )
+        except TimeoutError:
+            raise self._unreachable(f"Docker did not answer within {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise self._unreachable(f"Docker unreachable at {self.url}: {_root_cause(exc)}") from None
+        try:
+            if response.status != 200:
+                raise DockerError(f"Docker error: {_explanation(await response.read(), response.status)}")
+            self._mark_reachable()
             while True:
-                item = await queue.get()
-                if item is end:
-                    return
-                if isinstance(item, DockerError):
-                    self._mark_unreachable(str(item))
-                    raise item
-                self._mark_reachable()
-                yield item
+                try:
+                    line = await response.content.readuntil(b"\n")
+                except (aiohttp.ClientError, ValueError, asyncio.IncompleteReadError) as exc:
+                    raise self._unreachable(f"Docker event stream broke: {_root_cause(exc)}") from None
+                if not line:
+                    return  # the engine closed the stream
+                if len(line) > _EVENTS_LINE_LIMIT or not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    yield event
         finally:
-            closed.set()
-            for stream in streams:  # closing the socket ends the thread's read; never waited for here
-                threading.Thread(target=stream.close, name="lifeguard-docker-events-close", daemon=True).start()
+            response.close()
 
     async def close(self) -> None:
-        """Drop the connection and the worker threads; a later call starts afresh."""
-        client = None
-        # A connect under way holds the lock until the engine answers or times out: never wait for
-        # it on the event loop (a SIGTERM during a hung start would hang). The client such a
-        # connect may still make is not closed here; the worker threads are let go below.
-        if self._client_lock.acquire(blocking=False):
-            client, self._client = self._client, None
-            self._client_lock.release()
-        if client is not None:
-            client.close()
-        if self._executor is not None:
-            # A thread stuck on a hung engine ends at docker-py's own timeout; don't wait for it.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Drop the connections; a later call starts afresh."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    # -- the protocol ---------------------------------------------------------------------------
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            connector: aiohttp.BaseConnector
+            if self._socket is not None:
+                connector = aiohttp.UnixConnector(path=self._socket, limit=8)
+            else:
+                connector = aiohttp.TCPConnector(limit=8)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
 
     async def _call(
         self,
-        fn: Callable[[docker.APIClient], T],
+        method: str,
+        path: str,
         *,
+        params: dict[str, str] | None = None,
         container: str | None = None,
         timeout: float | None = None,
-    ) -> T:
+        ok: tuple[int, ...] = (200, 201, 204),
+    ) -> bytes:
+        import aiohttp
+
         bound = self.timeout if timeout is None else timeout
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="lifeguard-docker")
         loop = asyncio.get_running_loop()
+        since = self._unanswered_since
+        if since is not None and self.reachable is not True and loop.time() - since > _CONNECT_WAIT:
+            raise self._unreachable(f"Docker unreachable at {self.url}: no answer yet (still connecting)")
+        first = since is None
+        if first:
+            self._unanswered_since = loop.time()
         try:
-            result = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self._blocking_call, fn, container), bound
-            )
+            async with asyncio.timeout(bound):
+                async with self._client().request(method, self._base + path, params=params) as response:
+                    body = await response.read()
         except TimeoutError:
-            self._mark_unreachable(f"Docker did not answer within {bound:g}s")
-            raise DockerUnavailable(self.last_error) from None
-        except DockerUnavailable as exc:
-            self._mark_unreachable(str(exc))
-            raise
-        except DockerError:
-            self._mark_reachable()  # an API error is an answer
-            raise
-        self._mark_reachable()
-        return result
-
-    def _blocking_call(self, fn: Callable[[docker.APIClient], T], container: str | None) -> T:
-        """Runs in a worker thread: the only place docker-py is touched."""
-        import docker.errors
-        import requests.exceptions
-
-        client = self._connect()
-        try:
-            return fn(client)
-        except docker.errors.NotFound as exc:
-            if container is not None:
-                raise ContainerNotFound(f"container {container!r} not found") from None
-            raise DockerError(f"Docker error: {_explanation(exc)}") from None
-        except docker.errors.APIError as exc:
-            raise DockerError(f"Docker error: {_explanation(exc)}") from None
-        except requests.exceptions.Timeout:
-            raise DockerUnavailable(f"Docker did not answer within {self.timeout:g}s") from None
-        except (requests.exceptions.RequestException, OSError) as exc:
-            self._drop(client)
-            raise DockerUnavailable(
-                f"Docker unreachable at {self.url}: {_root_cause(exc)}"
-            ) from None
-        except docker.errors.DockerException as exc:
-            raise DockerError(f"Docker error: {exc}") from None
-
-    def _connect(self) -> docker.APIClient:
-        # A connect under way (an engine that accepts and never answers holds it for ``timeout``)
-        # fails the other calls fast with the reason, rather than each waiting out its own timeout.
-        if not self._client_lock.acquire(timeout=_CONNECT_WAIT):
-            raise DockerUnavailable(f"Docker unreachable at {self.url}: no answer yet (still connecting)")
-        try:
-            if self._client is not None:
-                return self._client
-            import docker
-            import requests.exceptions
-
-            try:
-                # "auto" negotiates the engine's API version (1.41 on Debian's 20.10); pinning a
-                # newer one is refused by older engines.
-                self._client = docker.APIClient(
-                    # docker-py hands the timeout to requests, which takes a float; the stubs say int.
-                    base_url=self.url, version="auto", timeout=self.timeout  # type: ignore[arg-type]
-                )
-            except docker.errors.DockerException as exc:
-                # Creating the client asks the engine for its version: the same failures as a call.
-                if isinstance(exc.__cause__, requests.exceptions.Timeout):
-                    raise DockerUnavailable(
-                        f"Docker did not answer within {self.timeout:g}s"
-                    ) from None
-                raise DockerUnavailable(
-                    f"Docker unreachable at {self.url}: {_root_cause(exc)}"
-                ) from None
-            return self._client
+            raise self._unreachable(f"Docker did not answer within {bound:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise self._unreachable(f"Docker unreachable at {self.url}: {_root_cause(exc)}") from None
         finally:
-            self._client_lock.release()
+            if first:
+                self._unanswered_since = None
+        self._mark_reachable()  # an API error is an answer
+        if response.status in ok:
+            return body
+        if response.status == 404 and container is not None:
+            raise ContainerNotFound(f"container {container!r} not found")
+        raise DockerError(f"Docker error: {_explanation(body, response.status)}")
 
-    def _drop(self, client: docker.APIClient) -> None:
-        """Forget a client that failed to connect, unless another thread already replaced it."""
-        with self._client_lock:
-            if self._client is client:
-                self._client = None
-        client.close()
+    def _unreachable(self, reason: str) -> DockerUnavailable:
+        self.reachable = False
+        self.last_error = reason
+        return DockerUnavailable(reason)
 
     def _mark_reachable(self) -> None:
         self.reachable = True
         self.last_error = None
 
-    def _mark_unreachable(self, reason: str) -> None:
-        self.reachable = False
-        self.last_error = reason
+
+def _id(container: str) -> str:
+    return quote(container, safe="")
 
 
-def _explanation(exc: Any) -> str:
-    return str(getattr(exc, "explanation", None) or exc)
+def _demultiplex(raw: bytes) -> bytes:
+    """Logs of a container without a TTY come in frames (1 byte stream, 3 zero bytes, 4 bytes of
+    length, the data); a TTY container's come raw. Frames are joined, raw bytes kept as they are."""
+    if len(raw) < 8 or raw[0] not in (0, 1, 2) or raw[1:4] != b"\0\0\0":
+        return raw
+    out, pos = [], 0
+    while pos + 8 <= len(raw):
+        (size,) = struct.unpack(">I", raw[pos + 4 : pos + 8])
+        out.append(raw[pos + 8 : pos + 8 + size])
+        pos += 8 + size
+    return b"".join(out)
+
+
+def _explanation(body: bytes, status: int) -> str:
+    """The engine's own message (``{"message": "…"}``), else the status and the body's start."""
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    if isinstance(message, str) and message:
+        return message
+    text = body[:200].decode("utf-8", errors="replace").strip()
+    return f"{status}" + (f" {text}" if text else "")
 
 
 def _root_cause(exc: BaseException) -> str:
     """The OS-level reason behind a wrapped connection error ("Connection refused"), if any.
 
-    requests and docker-py nest the socket error several layers deep, sometimes only as an
-    argument (``('Connection aborted.', FileNotFoundError(2, ...))``); dig it out so the message
-    says what an operator can act on.
+    aiohttp nests the socket error (``ClientConnectorError(os_error=FileNotFoundError(2, ...))``);
+    dig it out so the message says what an operator can act on.
     """
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
@@ -279,7 +273,7 @@ def _root_cause(exc: BaseException) -> str:
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
         stack.extend(a for a in current.args if isinstance(a, BaseException))
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+        for linked in (current.__cause__, current.__context__, getattr(current, "os_error", None)):
             if isinstance(linked, BaseException):
                 stack.append(linked)
-    return str(exc)
+    return str(exc) or type(exc).__name__

@@ -190,7 +190,7 @@ class AgentConfig(ConfigModel):
         return path
 
 
-_DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
+_DOCKER_SCHEMES = ("unix", "tcp", "http", "https")  # agent.dockerclient.SCHEMES, without importing it
 
 
 class DiscoverConfig(ConfigModel):
