@@ -6,14 +6,20 @@ checks of its type, so adding a type touches its module, its entry here and its 
 
 from agent.config import CheckConfigBase
 from checks.base import Check, CheckContext, CheckResult, Outcome
+from checks.command import CommandCheck
 from checks.container import ContainerCheck
+from checks.host import HostCheck
 from checks.http import HttpCheck
+from checks.process import ProcessCheck
 from checks.tcp import TcpCheck
 
 CHECK_TYPES: dict[str, type[Check[CheckConfigBase]]] = {
     "http": HttpCheck,
     "tcp": TcpCheck,
     "container": ContainerCheck,
+    "process": ProcessCheck,
+    "host": HostCheck,
+    "command": CommandCheck,
 }
 
 
