@@ -241,3 +241,21 @@ def test_env_values_are_secrets_of_the_config(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("checks: [{name: c, type: command, command: [x], env: {PASS: hunter2-long}}]\n")
     assert "hunter2-long" in secret_values(load_config(path, {}))
+
+
+async def test_once_shows_a_warning_as_passing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import _once
+
+    warn = script(tmp_path, "warn.sh", "echo 'LOAD WARNING | load1=3.2;2;4'\nexit 1\n")
+    crit = script(tmp_path, "crit.sh", "echo 'LOAD CRITICAL'\nexit 2\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(f"checks: [{{name: w, type: command, command: [{warn}]}}, "
+                    f"{{name: h, type: host, max_memory_percent: 100}}]\n")
+    assert await _once(load_config(path, {})) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[3] for line in out.splitlines()[1:3]] == ["warning", "ok"]
+    assert "2 passing, 0 failing" in out
+
+    path.write_text(f"checks: [{{name: c, type: command, command: [{crit}]}}]\n")
+    assert await _once(load_config(path, {})) == 1
+    assert "LOAD CRITICAL" in capsys.readouterr().out
