@@ -169,8 +169,13 @@ class ProcessCheck(Check[ProcessCheckConfig]):
                 alive = False
             return [proc] if alive else []
         found = []
-        for proc in psutil.process_iter(["name", "cmdline", "status"]):
-            info = proc.info
+        # Without attrs: process_iter's Process objects are shared by every thread, and so would
+        # be the ``info`` it sets on them; as_dict's answer is this thread's own.
+        for proc in psutil.process_iter():
+            try:
+                info = proc.as_dict(["name", "cmdline", "status"])
+            except psutil.Error:
+                continue
             if proc.pid == own or info.get("status") == psutil.STATUS_ZOMBIE:
                 continue
             if match.name is not None:
