@@ -257,13 +257,6 @@ def _percent_range(value: float) -> float:
     return value
 
 
-def _size(value: Any) -> int:
-    size = parse_size(value)
-    if size < 0:  # pragma: no cover - the pattern has no sign
-        raise ValueError("must be 0 or more")
-    return size
-
-
 Name = Annotated[str, AfterValidator(_name)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_range)]
@@ -272,7 +265,7 @@ NonNegativeCount = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_cou
 NonNegativeFloat = Annotated[float, BeforeValidator(_number), AfterValidator(_non_negative)]
 Percent = Annotated[float, BeforeValidator(_number), AfterValidator(_percent_range)]
 """A percentage, 0 to 100."""
-Size = Annotated[int, BeforeValidator(_size)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written with a unit: ``500MB``, ``1GiB`` (``agent.sizes``)."""
 Severity = Annotated[str, BeforeValidator(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
