@@ -17,11 +17,11 @@ import os
 import socket
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config import CheckConfigBase
 from agent.config.errors import keyed_error
-from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeFloat, Percent
+from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeFloat, Percent, absolute, base_dir
 from agent.evidence import HostSampler
 from checks.base import Check, CheckContext, Outcome
 
@@ -41,6 +41,11 @@ class DiskLimit(ConfigModel):
     warn_percent: Percent | None = None
     max_inodes_percent: Percent | None = None
     warn_inodes_percent: Percent | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_config(cls, value: str, info: ValidationInfo) -> str:
+        return str(absolute(value, base_dir(info)))
 
     @model_validator(mode="after")
     def _sensible(self) -> DiskLimit:

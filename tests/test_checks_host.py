@@ -113,3 +113,11 @@ def errors(folder: Path, check: str) -> list[str]:
 )
 def test_config_mistakes_are_located(tmp_path: Path, check: str, expected: str) -> None:
     assert errors(tmp_path, check) == [expected]
+
+
+def test_a_relative_disk_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("checks: [{name: h, type: host, disk: [{path: data, max_percent: 90}, {path: /, max_percent: 90}]}]\n")
+    cfg = load_config(path, {}).check("h")
+    assert isinstance(cfg, HostCheckConfig)
+    assert [d.path for d in cfg.disk] == [str(tmp_path / "data"), "/"]
