@@ -25,6 +25,8 @@ MAX_ENTRIES = 100
 """Perfdata entries kept from one run."""
 MAX_LABEL = 200
 """Characters of a label kept."""
+MAX_RANGE = 64
+"""Characters of a ``warn`` or ``crit`` range kept."""
 
 _VALUE = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|U)(.*)", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -104,7 +106,7 @@ def _entry(label: str, figures: str) -> dict[str, Any] | None:
     value = None if value_text == "U" else _float(value_text)
 
     def field(i: int) -> str | None:
-        return fields[i].strip() or None if len(fields) > i else None
+        return fields[i].strip()[:MAX_RANGE] or None if len(fields) > i else None
 
     return {
         "label": label,

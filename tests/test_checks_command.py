@@ -259,3 +259,8 @@ async def test_once_shows_a_warning_as_passing(tmp_path: Path, capsys: pytest.Ca
     path.write_text(f"checks: [{{name: c, type: command, command: [{crit}]}}]\n")
     assert await _once(load_config(path, {})) == 1
     assert "LOAD CRITICAL" in capsys.readouterr().out
+
+
+def test_long_labels_and_ranges_are_cut() -> None:
+    [entry] = parse_perfdata(f"'{'l' * 1000}'=1;{'9' * 1000}")
+    assert len(entry["label"]) == 200 and entry["warn"] == "9" * 64
