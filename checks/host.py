@@ -7,12 +7,12 @@ read when a limit asks for it.
 
 CPU is measured between two runs of the check (the first run measures over a short window,
 ``agent.evidence.HostSampler``). psutil and ``statvfs`` read ``/proc`` and the filesystems (a
-hung network mount blocks): the whole probe runs in a worker thread, off the event loop.
+hung network mount blocks): the whole probe runs in a thread of the check's own
+(``checks.blocking``), off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from typing import Any, ClassVar, Literal
@@ -24,6 +24,7 @@ from agent.config.errors import keyed_error
 from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeFloat, Percent, absolute, base_dir
 from agent.evidence import HostSampler
 from checks.base import Check, CheckContext, Outcome
+from checks.blocking import OwnThread, StillRunning
 
 
 def _warn_not_above(model: ConfigModel, pairs: tuple[tuple[str, str], ...]) -> None:
@@ -98,13 +99,17 @@ class HostCheck(Check[HostCheckConfig]):
         super().__init__(config, context)
         self._cpu = HostSampler()  # this check's own CPU baseline, between its runs
         self._host = socket.gethostname()
+        self._thread = OwnThread(config.name)  # statvfs on a hung mount blocks: this check's thread only
 
     @property
     def target(self) -> str:
         return self._host
 
     async def probe(self) -> Outcome:
-        figures = await asyncio.to_thread(self._read)
+        try:
+            figures = await self._thread.call(self._read)
+        except StillRunning as exc:
+            return Outcome(False, str(exc))
         return judge(self.config, figures)
 
     def _read(self) -> dict[str, Any]:

@@ -10,15 +10,14 @@ a zombie (it has exited; only its entry is left).
 CPU is measured per process between two runs of the check: the check keeps each process's CPU
 times from its previous run. A process it has not seen before (the first run, a new PID) is
 measured over a short window (``CPU_WINDOW``) inside the run instead, so every run judges every
-process. psutil reads ``/proc``: the whole probe runs in a worker thread, off the event loop.
+process. psutil reads ``/proc``: the whole probe runs in a thread of the check's own
+(``checks.blocking``), off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from agent.config.errors import keyed_error
 from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeCount, NonNegativeFloat, Size, absolute, base_dir
 from agent.sizes import format_size
 from checks.base import Check, CheckContext, Outcome
+from checks.blocking import OwnThread, StillRunning
 
 CPU_WINDOW = 0.2
 """Seconds a process seen for the first time is measured over (also the shortest window between runs)."""
@@ -133,29 +133,30 @@ class ProcessCheck(Check[ProcessCheckConfig]):
         self._pattern = re.compile(config.match.cmdline) if config.match.cmdline is not None else None
         # (pid, create_time) -> (CPU seconds, monotonic time) at the previous run
         self._cpu: dict[tuple[int, float], tuple[float, float]] = {}
-        self._lock = threading.Lock()  # a run that overran its timeout may still be in its thread
+        self._thread = OwnThread(config.name)  # one run at a time reads this check's figures
 
     @property
     def target(self) -> str:
         return self._label
 
     async def probe(self) -> Outcome:
-        return await asyncio.to_thread(self._probe)
+        try:
+            return await self._thread.call(self._probe)
+        except StillRunning as exc:
+            return Outcome(False, str(exc))
 
     # -- in a worker thread -------------------------------------------------------------------
 
     def _probe(self) -> Outcome:
         import psutil
 
-        with self._lock:
-            try:
-                procs = self._matching(psutil)
-            except _NoPid as exc:
-                if self.config.min_count > 0:
-                    return Outcome(False, str(exc), {"count": 0, "processes": []})
-                procs = []
-            seen = self._measure(psutil, procs)
-        return self._judge(seen)
+        try:
+            procs = self._matching(psutil)
+        except _NoPid as exc:
+            if self.config.min_count > 0:
+                return Outcome(False, str(exc), {"count": 0, "processes": []})
+            procs = []
+        return self._judge(self._measure(psutil, procs))
 
     def _matching(self, psutil: Any) -> list[Any]:
         match = self.config.match
