@@ -374,10 +374,17 @@ def checks_status(views: Iterable[CheckView]) -> list[dict[str, Any]]:
             "target": v.target,
             "state": "unknown" if v.last is None else ("passing" if v.last.ok else "failing"),
             "incident_id": v.incident_id,
-            "last_result": None if v.last is None else dict(v.last.summary(), at=iso(v.last.started_at)),
+            "last_result": None if v.last is None else _last_result(v),
         }
         for v in views
     ]
+
+
+def _last_result(view: CheckView) -> dict[str, Any]:
+    assert view.last is not None
+    short = view.last.summary()
+    short.pop("warning", None)  # status says it
+    return dict(short, at=iso(view.last.started_at), status=view.last.status, details=view.details)
 
 
 @web.middleware

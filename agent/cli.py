@@ -317,7 +317,7 @@ async def _once(config: Config) -> int:
     rows = [("CHECK", "TYPE", "TARGET", "STATUS", "LATENCY", "MESSAGE")]
     for check, r in zip(checks, results, strict=True):
         rows.append(
-            (check.name, check.config.type, check.target, "ok" if r.ok else "FAILING",
+            (check.name, check.config.type, check.target, {"ok": "ok", "warning": "warning"}.get(r.status, "FAILING"),
              f"{r.latency * 1000:.0f}ms", mask(r.message))
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

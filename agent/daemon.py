@@ -600,7 +600,10 @@ class Daemon:
         pending.update(self.reader.figures.pending_by_notifier)
         return Snapshot(
             version=__version__,
-            checks=[CheckFacts(v.name, v.type, v.last.ok if v.last else None) for v in self.engine.check_views()],
+            checks=[
+                CheckFacts(v.name, v.type, v.last.ok if v.last else None, v.last.warning if v.last else False)
+                for v in self.engine.check_views()
+            ],
             runs=dict(tally.runs),
             durations={name: hist.copy() for name, hist in tally.durations.items()},
             lag=tally.lag.copy(),

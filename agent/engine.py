@@ -45,7 +45,7 @@ from agent.routing import NotifierFilter, recipients
 from agent.severity_rules import Facts, raised
 from agent.store import Change, ResultRow, Store, new_id
 from agent.timefmt import iso
-from checks.base import CheckResult
+from checks.base import CheckResult, shown_details
 
 if TYPE_CHECKING:  # pragma: no cover
     from actions.healers.base import HealClients, Healer
@@ -113,6 +113,7 @@ class CheckView:
     target: str
     last: CheckResult | None
     incident_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)  # the last result's, bounded (shown_details)
 
 
 @dataclass(slots=True)
@@ -125,6 +126,7 @@ class Tracked:
     state: CheckState = field(default_factory=CheckState)
     history: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_details: dict[str, Any] = field(default_factory=dict)  # history drops details; the API shows these
 
     @property
     def config(self) -> Any:
@@ -312,6 +314,7 @@ class Engine:
             # History keeps the short form: a response body per result would cost ~100 MB at 1,000
             # checks. The failing result itself (with its response) goes to evidence directly.
             tracked.history.append(replace(result, details={}) if result.details else result)
+            tracked.last_details = shown_details(result.details, self._mask) if result.details else {}
             self._unsaved.append((result.check, result.started_at, result.ok, result.latency, result.message))
             log.debug(
                 "check.completed",
@@ -335,7 +338,7 @@ class Engine:
                 policy = replace(policy, heal=None)  # nothing healed in maintenance
             transition = evaluate(
                 tracked.state,
-                result.ok,
+                result.ok and not (result.warning and tracked.config.open_on == "warning"),
                 result.started_at,
                 policy,
                 self.budget,
@@ -893,7 +896,7 @@ class Engine:
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:
         return [
-            CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id)
+            CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id, t.last_details)
             for name, t in self.tracked.items()
         ]
 

@@ -142,7 +142,7 @@ class EvidenceCollector:
         # The response and check messages are masked with the container's secrets too, so they
         # are built once the container section has them.
         secrets = [*env_secrets, *extra]
-        return {
+        bundle = {
             "phase": phase,
             "collected_at": iso(collected_at),
             "checks": checks_section(history, secrets),
@@ -150,6 +150,14 @@ class EvidenceCollector:
             "container": container_data,
             "host": host,
         }
+        if failing is not None and failing.details:
+            # What the probe saw besides a response (a command's perfdata, process figures), bounded.
+            from checks.base import shown_details
+
+            shown = shown_details(failing.details, lambda text: redact_text(text, secrets))
+            if shown:
+                bundle["details"] = shown
+        return bundle
 
     async def _container(
         self, name: str | None, extra: list[str]

@@ -143,6 +143,7 @@ class CheckFacts:
     name: str
     type: str
     up: bool | None
+    warning: bool = False  # the last result passed with a warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,16 @@ def families(snap: Snapshot) -> Iterator[Any]:
         if c.up is not None:
             up.add_metric([c.name, c.type], 1.0 if c.up else 0.0)
     yield up
+
+    warning = GaugeMetricFamily(
+        "lifeguard_check_warning",
+        "1 if the check's last result passed with a warning, else 0; absent until its first result.",
+        labels=["check", "type"],
+    )
+    for c in snap.checks:
+        if c.up is not None:
+            warning.add_metric([c.name, c.type], 1.0 if c.up and c.warning else 0.0)
+    yield warning
 
     duration = HistogramMetricFamily(
         "lifeguard_check_duration_seconds", "How long each check run took, its timeout included.", labels=["check"]

@@ -6,8 +6,11 @@ checks of its type, so adding a type touches its module, its entry here and its 
 
 from agent.config import CheckConfigBase
 from checks.base import Check, CheckContext, CheckResult, Outcome
+from checks.command import CommandCheck
 from checks.container import ContainerCheck
+from checks.host import HostCheck
 from checks.http import HttpCheck
+from checks.process import ProcessCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
@@ -16,6 +19,9 @@ CHECK_TYPES: dict[str, type[Check[CheckConfigBase]]] = {
     "tcp": TcpCheck,
     "container": ContainerCheck,
     "tls": TlsCheck,
+    "process": ProcessCheck,
+    "host": HostCheck,
+    "command": CommandCheck,
 }
 
 

@@ -32,15 +32,24 @@ class CheckResult:
     latency: float  # seconds
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    warning: bool = False  # passed, with a warning (ok stays True): a command's exit 1, a warn_* threshold
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``warning`` or ``failing``."""
+        return "failing" if not self.ok else ("warning" if self.warning else "ok")
 
     def summary(self) -> dict[str, Any]:
-        """The short form kept in history and evidence."""
-        return {
+        """The short form kept in history and evidence (``warning`` only when there is one)."""
+        short: dict[str, Any] = {
             "at": self.started_at,
             "ok": self.ok,
             "latency_ms": round(self.latency * 1000, 1),
             "message": self.message,
         }
+        if self.warning and self.ok:
+            short["warning"] = True
+        return short
 
 
 @dataclass(slots=True)
@@ -50,6 +59,49 @@ class Outcome:
     ok: bool
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    warning: bool = False  # with ok: passing, with a warning
+
+
+SHOWN_DETAILS_LIMIT = 8192
+"""Bytes of JSON of a result's details that the API and evidence show; past it, only a cut perfdata."""
+_SHOWN_PERFDATA = 20
+
+
+def shown_details(details: dict[str, Any], mask: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """A result's details as ``/api/checks`` and the evidence show them: small and bounded, every
+    string in them passed through ``mask`` (which hides configured secrets).
+
+    The HTTP response is left out (the evidence has its own, redacted section for it). Details
+    larger than ``SHOWN_DETAILS_LIMIT`` as JSON keep only their first perfdata entries.
+    """
+    import json
+
+    shown = {k: v for k, v in details.items() if k != "response"}
+    if not shown:
+        return {}
+    if mask is not None:
+        shown = {k: _masked(v, mask) for k, v in shown.items()}
+    try:
+        size = len(json.dumps(shown, default=str))
+    except ValueError:  # a circular structure: nothing a probe should produce
+        size = SHOWN_DETAILS_LIMIT + 1
+    if size <= SHOWN_DETAILS_LIMIT:
+        return shown
+    cut: dict[str, Any] = {"truncated": True}
+    perfdata = shown.get("perfdata")
+    if isinstance(perfdata, list):
+        cut["perfdata"] = perfdata[:_SHOWN_PERFDATA]
+    return cut
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v, mask) for v in value]
+    return value
 
 
 def _no_baseline(check: str) -> float | None:
@@ -137,6 +189,7 @@ class Check(Generic[ConfigT]):
             latency=time.monotonic() - t0,
             message=outcome.message,
             details=outcome.details,
+            warning=outcome.ok and outcome.warning,
         )
 
 

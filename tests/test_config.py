@@ -140,7 +140,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
     assert isinstance(api, HttpCheckConfig)
     assert api.model_dump() == {
         "name": "api", "type": "http", "interval": 10.0, "timeout": 5.0, "open_after": 30.0,
-        "resolve_after": 2, "severity": "high", "notify": ["ops"], "severity_rules": [], "container": "api",
+        "resolve_after": 2, "severity": "high", "open_on": "failing", "notify": ["ops"], "severity_rules": [], "container": "api",
         "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
         "verify_tls": True, "ca_file": None, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
@@ -464,8 +464,8 @@ def test_an_empty_secret_or_token_from_the_environment_means_none(tmp_path: Path
         ("checks: [{name: a, type: tcp, host: h, port: 70000}]", "checks[0].port: must be between 1 and 65535, got 70000"),
         ("checks: [{name: a, type: tcp, host: h, port: 0}]", "checks[0].port: must be between 1 and 65535, got 0"),
         ("checks: [{name: a, type: tcp, host: h, port: true}]", "checks[0].port: expected a whole number, not true/false"),
-        ("checks: [{name: a, type: ftp}]", "checks[0].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls)"),
-        ("checks: [{name: a}]", "checks[0].type: required (expected one of: http, tcp, container, tls)"),
+        ("checks: [{name: a, type: ftp}]", "checks[0].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls, process, host, command)"),
+        ("checks: [{name: a}]", "checks[0].type: required (expected one of: http, tcp, container, tls, process, host, command)"),
         ("checks: [{name: a, type: http}]", "checks[0].url: required"),
         ("checks: [{name: a, type: http, url: 'ftp://127.0.0.1/'}]", "checks[0].url: expected an http:// or https:// URL"),
         ("checks: [{name: a, type: container}]", "checks[0].container: required"),
@@ -578,7 +578,7 @@ def test_every_mistake_in_a_file_is_reported_in_one_run(tmp_path: Path) -> None:
         "checks[0].notify: no notifier named 'pager' (known: ops, log)",
         "checks[1].interval: invalid duration 'fast'",
         "checks[1].port: must be between 1 and 65535, got 70000",
-        "checks[2].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls)",
+        "checks[2].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls, process, host, command)",
         "checks[3].url: required",
         "checks[3].name: duplicate check name 'api' (also checks[0])",
         "notifiers[0].secret: environment variable SECRET is not set",
@@ -920,11 +920,11 @@ def test_a_registered_check_type_gets_the_same_error_messages(
         "checks[2].message: required",
         "checks[2].mesage: unknown key (did you mean 'message'?)",
         "checks[3].message: unknown key for a tcp check (only echo checks have it)",
-        "checks[4].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls, echo)",
+        "checks[4].type: unknown check type 'ftp' (expected one of: http, tcp, container, tls, process, host, command, echo)",
     ]
 
 
 def test_a_check_type_not_in_the_registry_is_unknown(tmp_path: Path) -> None:
     assert errors(tmp_path, "checks: [{name: e, type: echo, message: hi}]") == [
-        "checks[0].type: unknown check type 'echo' (expected one of: http, tcp, container, tls)",
+        "checks[0].type: unknown check type 'echo' (expected one of: http, tcp, container, tls, process, host, command)",
     ]

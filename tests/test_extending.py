@@ -118,4 +118,4 @@ def test_an_unregistered_type_is_a_config_error_naming_the_known_ones(tmp_path: 
     (tmp_path / "config.yaml").write_text("checks:\n  - {name: door, type: flag, path: /x}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "config.yaml")
-    assert caught.value.errors == ["checks[0].type: unknown check type 'flag' (expected one of: http, tcp, container, tls)"]
+    assert caught.value.errors == ["checks[0].type: unknown check type 'flag' (expected one of: http, tcp, container, tls, process, host, command)"]

@@ -97,6 +97,8 @@ def message(error: Mapping[str, Any], model: type[BaseModel], known_keys: KnownK
         return "expected a string"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "expected a whole number"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return "expected a number"
     if kind == "int_parsing_size":
         return "number too long"
     if kind in ("bool_type", "bool_parsing"):

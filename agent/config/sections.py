@@ -76,6 +76,9 @@ __all__ = [
 
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 
+OpenOn = Annotated[Literal["failing", "warning"], BeforeValidator(lower)]
+"""What opens an incident: a failing result (the default), or a warning already."""
+
 
 class ApiConfig(ConfigModel):
     """The local HTTP API: health, metrics, incidents, status page."""
@@ -254,6 +257,7 @@ class DefaultsConfig(ConfigModel):
     open_after: Duration = 60.0
     resolve_after: Count = 2
     severity: Severity = "high"
+    open_on: OpenOn = "failing"
     notify: list[str] = Field(None, validate_default=True)  # every notifier
     severity_rules: list[SeverityRule] = Field(default_factory=list)
 
@@ -347,6 +351,7 @@ class CheckConfigBase(ConfigModel):
     open_after: Duration
     resolve_after: Count
     severity: Severity
+    open_on: OpenOn = "failing"
     notify: list[str]
     severity_rules: list[SeverityRule]
     container: NonEmptyStr | None = None

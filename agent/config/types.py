@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from agent import incidents
 from agent.durations import format_duration, parse_duration
+from agent.sizes import parse_size
 
 __all__ = [
     "SEVERITIES",
@@ -34,10 +35,14 @@ __all__ = [
     "Inherited",
     "Name",
     "NonEmptyStr",
+    "NonNegativeCount",
+    "NonNegativeFloat",
+    "Percent",
     "Port",
     "PositiveDuration",
     "Secret",
     "Severity",
+    "Size",
     "absolute",
     "base_dir",
     "context",
@@ -223,10 +228,45 @@ def empty_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _count_or_zero(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {shown_number(value)}")
+    if value > MAX_COUNT:
+        raise ValueError(f"must be at most {MAX_COUNT}, got {shown_number(value)}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    # A threshold of `true` or `.nan` is a mistake: every comparison with it would be false.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value:g}")
+    return value
+
+
+def _percent_range(value: float) -> float:
+    if not 0 <= value <= 100:
+        raise ValueError(f"must be between 0 and 100, got {value:g}")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_name)]
 NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
 Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_range)]
 Port = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_port_range)]
+NonNegativeCount = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_or_zero)]
+NonNegativeFloat = Annotated[float, BeforeValidator(_number), AfterValidator(_non_negative)]
+Percent = Annotated[float, BeforeValidator(_number), AfterValidator(_percent_range)]
+"""A percentage, 0 to 100."""
+Size = Annotated[int, BeforeValidator(parse_size)]
+"""Bytes, written with a unit: ``500MB``, ``1GiB`` (``agent.sizes``)."""
 Severity = Annotated[str, BeforeValidator(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
