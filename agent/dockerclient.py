@@ -86,6 +86,15 @@ class DockerEngine:
             timeout=self.timeout + stop_timeout,
         )
 
+    async def stop(self, container: str, stop_timeout: int = 10) -> None:
+        """Stop a container (a stopped one stays stopped), giving it ``stop_timeout`` seconds
+        before it is killed."""
+        await self._call(
+            lambda api: api.stop(container, timeout=stop_timeout),
+            container=container,
+            timeout=self.timeout + stop_timeout,
+        )
+
     async def list_containers(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """``docker ps -a`` as the API gives it (``Id``, ``Names``, ``Labels``, ``State`` …), filtered
         as the engine's ``filters`` (``{"label": ["lifeguard.check.type"]}``)."""
