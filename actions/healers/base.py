@@ -42,8 +42,8 @@ def kept_output(output: str, total_bytes: int, mask: Callable[[str], str] = lamb
     """The output as the timeline and the evidence keep it: masked first, then cut to the first
     ``OUTPUT_LIMIT`` bytes, with a last line saying so when it was longer."""
     masked = mask(output).encode()
-    total = max(total_bytes, len(masked))
-    if len(masked) <= OUTPUT_LIMIT and total <= len(masked):
+    total = max(total_bytes, len(output.encode()))  # as the command wrote it, before masking
+    if len(masked) <= OUTPUT_LIMIT and total == len(output.encode()):
         return masked.decode(errors="replace")
     head = masked[:OUTPUT_LIMIT].decode(errors="ignore")  # not a broken character at the cut
     return f"{head}\n[… {total} bytes in all, the first {OUTPUT_LIMIT} kept]"
