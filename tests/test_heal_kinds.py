@@ -240,7 +240,8 @@ def test_output_is_masked_before_it_is_cut() -> None:
     kept = kept_output(text, len(text), lambda s: s.replace(secret, REDACTED))
     assert "tok_" not in kept and "999" not in kept
     assert kept.startswith("a" * (OUTPUT_LIMIT - 10) + REDACTED[:10])
-    assert kept_output("short\n", 6) == "short\n"
+    assert kept_output("short\n") == "short\n"
+    assert kept_output("\ufffd binary\n") == "\ufffd binary\n"  # not cut: nothing more was written
 
 
 # -- restart_service: a systemctl of the test's own on PATH ---------------------------------------

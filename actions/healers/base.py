@@ -29,7 +29,8 @@ class HealOutcome:
 
     ``output`` is what the heal printed, for kinds that run a command (None: nothing to show);
     a healer may hand over more than ``OUTPUT_LIMIT`` bytes of it (so that masking a secret
-    cut at the limit still finds it), and ``output_bytes`` says how much there was in all.
+    cut at the limit still finds it). ``output_bytes`` says how many bytes there were in all
+    when ``output`` is only the start of them (0: it is all of it).
     """
 
     ok: bool
@@ -38,13 +39,13 @@ class HealOutcome:
     output_bytes: int = 0
 
 
-def kept_output(output: str, total_bytes: int, mask: Callable[[str], str] = lambda s: s) -> str:
+def kept_output(output: str, total_bytes: int = 0, mask: Callable[[str], str] = lambda s: s) -> str:
     """The output as the timeline and the evidence keep it: masked first, then cut to the first
     ``OUTPUT_LIMIT`` bytes, with a last line saying so when it was longer."""
     masked = mask(output).encode()
-    total = max(total_bytes, len(output.encode()))  # as the command wrote it, before masking
-    if len(masked) <= OUTPUT_LIMIT and total == len(output.encode()):
+    if len(masked) <= OUTPUT_LIMIT and not total_bytes:
         return masked.decode(errors="replace")
+    total = total_bytes or len(output.encode())  # as the command wrote it, before masking
     head = masked[:OUTPUT_LIMIT].decode(errors="ignore")  # not a broken character at the cut
     return f"{head}\n[… {total} bytes in all, the first {OUTPUT_LIMIT} kept]"
 

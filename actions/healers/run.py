@@ -63,4 +63,5 @@ class RunHealer(Healer):
             message = f"timed out after {format_duration(self.timeout)}: its process group was killed"
         else:
             message = done.says()
-        return HealOutcome(done.returncode == 0 and not done.timed_out, message, done.text, done.output_bytes)
+        cut = done.output_bytes if done.output_bytes > len(done.output) else 0
+        return HealOutcome(done.returncode == 0 and not done.timed_out, message, done.text, cut)
