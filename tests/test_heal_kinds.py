@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from actions.healers import HEALERS, OUTPUT_LIMIT, RestartServiceHealer, RunHealer, kept_output
+from actions.healers import HEALERS, OUTPUT_LIMIT, RestartServiceHealer, RunHealer, StopContainerHealer, kept_output
 from actions.healers.process import run_bounded
 from agent.config import ConfigError, load_config
+from agent.dockerclient import DockerEngine
 from agent.engine import Engine
 from agent.evidence import EvidenceCollector
 from agent.plugins import needs
@@ -28,6 +29,7 @@ from checks import CheckContext, build_check
 from checks.base import CheckResult
 from checks.tcp import TcpCheckConfig
 from tests.fixtures_agent import wait_until
+from tests.fixtures_docker import unique
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -298,6 +300,31 @@ async def test_without_systemctl_on_path_the_heal_fails_saying_so(tmp_path: Path
     assert (outcome.ok, outcome.message) == (
         False, "systemctl not found on PATH (restart_service needs a host run by systemd)"
     )  # fmt: skip
+
+
+# -- stop_container: a real container ------------------------------------------------------------
+
+
+@pytest.mark.docker
+async def test_stop_container_stops_it_and_a_stopped_one_stays_stopped(docker_engine: DockerEngine, run_container) -> None:
+    name = unique("stop")
+    run_container(name, ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"])
+    healer = HEALERS["stop_container"](name, CheckContext(docker=docker_engine))
+    assert healer.describe() == f"stop container '{name}'" and healer.container == name
+    outcome = await healer.heal()
+    assert (outcome.ok, outcome.message) == (True, f"stopped container '{name}'")
+    assert (await docker_engine.inspect(name))["State"]["Status"] == "exited"
+    again = await healer.heal()
+    assert (again.ok, (await docker_engine.inspect(name))["State"]["Status"]) == (True, "exited")
+
+
+@pytest.mark.docker
+async def test_stopping_a_missing_container_or_without_docker_fails_saying_why(docker_engine: DockerEngine) -> None:
+    name = unique("gone")
+    outcome = await StopContainerHealer(name, CheckContext(docker=docker_engine)).heal()
+    assert (outcome.ok, outcome.message) == (False, f"container '{name}' not found")
+    outcome = await StopContainerHealer(name, CheckContext()).heal()
+    assert (outcome.ok, outcome.message) == (False, "no Docker engine configured")
 
 
 # -- the engine: real commands, a real SQLite file, an injected clock -------------------------
