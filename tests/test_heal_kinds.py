@@ -393,9 +393,9 @@ async def test_a_fixing_command_succeeds_with_the_next_pass(running_store: Store
     await engine.restore()
     await feed(engine, now, False, 1000.0)
     await feed(engine, now, True, 1001.0)
-    assert [k for k, _ in entries(await incident(running_store))] == [
-        "opened", "heal_attempted", "heal_output", "heal_succeeded", "resolved"
-    ]  # fmt: skip
+    found = entries(await incident(running_store))
+    assert [k for k, _ in found] == ["opened", "heal_attempted", "heal_output", "heal_succeeded", "resolved"]
+    assert found[3] == ("heal_succeeded", "check passed again after the command")
     assert engine.tally.heals == {("run", f"{fix} --now", True): 1}
 
 

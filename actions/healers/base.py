@@ -61,17 +61,18 @@ class Healer:
     """Base of every heal kind. Subclasses set the class variables and implement ``heal``.
 
     ``kind`` is also the healer's key under a check's ``heal:`` (``heal: {restart_container: api}``),
-    whose value is the target. ``verb``, ``verb_ing`` and ``noun`` word the timeline
+    whose value is the target. ``verb``, ``verb_ing``, ``noun`` and ``deed`` word the timeline
     ("restarting container 'api'", "dry run: would restart container 'api'",
-    "restart budget spent for container 'api'"). ``needs`` says which shared clients it uses
-    (``"docker"``), so a config without them starts none. ``timeout_default`` is set by kinds
-    that take a ``heal.timeout`` (None: the kind takes none).
+    "restart budget spent for container 'api'", "check passed again after the restart").
+    ``needs`` says which shared clients it uses (``"docker"``), so a config without them starts
+    none. ``timeout_default`` is set by kinds that take a ``heal.timeout`` (None: none).
     """
 
     kind: ClassVar[str]
     verb: ClassVar[str]
     verb_ing: ClassVar[str]
     noun: ClassVar[str]
+    deed: ClassVar[str] = "restart"
     needs: ClassVar[frozenset[str]] = frozenset()
     timeout_default: ClassVar[float | None] = None
 

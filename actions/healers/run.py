@@ -26,6 +26,7 @@ class RunHealer(Healer):
     kind: ClassVar[str] = "run"
     verb: ClassVar[str] = "run"
     verb_ing: ClassVar[str] = "running"
+    deed: ClassVar[str] = "command"
     noun: ClassVar[str] = "command"
     timeout_default: ClassVar[float | None] = 30.0
 

@@ -22,6 +22,7 @@ class StopContainerHealer(Healer):
     kind: ClassVar[str] = "stop_container"
     verb: ClassVar[str] = "stop"
     verb_ing: ClassVar[str] = "stopping"
+    deed: ClassVar[str] = "stop"
     noun: ClassVar[str] = "container"
     needs: ClassVar[frozenset[str]] = frozenset({"docker"})
 
