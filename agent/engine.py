@@ -347,7 +347,7 @@ class Engine:
                 }
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
-            change.timeline.append((kind, d.message or result.message))
+            change.timeline.append((kind, self._mask(d.message) if d.message else result.message))
             if event:
                 change.events.append((event, reason))
         change.state = transition.stored_state.to_json()
@@ -431,7 +431,7 @@ class Engine:
                 incident_id=incident_id,
                 at=self.clock(),
                 state=state.to_json(),
-                timeline=[("heal_failed", f"{healer.verb} of '{healer.target}' failed: {message}")],
+                timeline=[("heal_failed", self._mask(f"{healer.verb} of '{healer.target}' failed: {message}"))],
                 events=[("incident.heal_failed", None)],
                 notifiers=tracked.config.notify,
             )
@@ -449,8 +449,8 @@ class Engine:
         and an entry of the opened evidence's ``heals``. Best effort, as evidence is."""
         now = self.clock()
         change = Change(incident_id=incident_id, at=now, timeline=[("heal_output", output or "(no output)")])
-        entry = {"at": iso(now), "kind": healer.kind, "target": healer.target, "ok": ok, "message": message,
-                 "output": output}  # fmt: skip
+        entry = {"at": iso(now), "kind": healer.kind, "target": self._mask(healer.target), "ok": ok,
+                 "message": message, "output": output}  # fmt: skip
         try:
             await self.store.run(self.store.apply, change)
             await self.store.run(self.store.evidence.add_heal, incident_id, now, entry)

@@ -425,3 +425,18 @@ async def test_long_output_is_cut_and_secrets_masked_on_the_timeline_and_in_the_
     assert heal["message"] == "exited with status 4" and heal["output"] == output
     stored = b"".join(path.read_bytes() for path in tmp_path.glob("lifeguard.db*"))  # the WAL too
     assert b"s3cr3t" not in stored and b"rejected" in stored
+
+
+async def test_a_configured_secret_in_the_command_line_is_masked_on_the_timeline(
+    running_store: Store, tmp_path: Path
+) -> None:
+    login = script(tmp_path / "login", "exit 1\n")
+    now = {"t": 1000.0}
+    engine = run_engine(running_store, tmp_path, lambda: now["t"], [str(login), "--password", "s3cr3t-Value-42"])
+    await engine.restore()
+    await feed(engine, now, False, 1000.0)
+    assert entries(await incident(running_store))[1:] == [
+        ("heal_attempted", f"running command '{login} --password {REDACTED}'"),
+        ("heal_output", "(no output)"),
+        ("heal_failed", f"run of '{login} --password {REDACTED}' failed: exited with status 1"),
+    ]
