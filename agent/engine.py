@@ -439,7 +439,7 @@ class Engine:
             if not await self._write(change, check=tracked.config.name):
                 return
             tracked.state = state
-        log.warning("incident.heal_failed", check=tracked.config.name, incident_id=incident_id, message=outcome.message)
+        log.warning("incident.heal_failed", check=tracked.config.name, incident_id=incident_id, message=message)
         self.on_events()
 
     async def _keep_heal_output(
