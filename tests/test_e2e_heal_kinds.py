@@ -224,9 +224,13 @@ class Machine:
         return done.stdout.strip()
 
 
+WEB_PORT = free_port()
 UNITS = {
     "demo.service": "[Service]\nExecStart=/bin/sh -c 'echo started >> /run/demo.starts; exec sleep infinity'\n",
     "broken.service": "[Service]\nType=oneshot\nExecStart=/bin/false\n",
+    # A web service on the host network, as the agent on the host sees it.
+    "demo-web.service": "[Service]\nExecStartPre=/bin/sh -c 'mkdir -p /srv/www && echo ok > /srv/www/health'\n"
+                        f"ExecStart=/usr/bin/python3 -m http.server --bind 127.0.0.1 --directory /srv/www {WEB_PORT}\n",
 }
 
 
@@ -243,7 +247,7 @@ def machine(images_docker: Docker, systemd_image: str) -> Iterator[Machine]:
             time.sleep(0.2)
         for unit, text in UNITS.items():
             machine.sh(f"cat > /etc/systemd/system/{unit} <<'EOF'\n{text}EOF")
-        machine.sh("systemctl daemon-reload && systemctl start demo.service")
+        machine.sh("systemctl daemon-reload && systemctl start demo.service demo-web.service")
         yield machine
     finally:
         subprocess.run([images_docker.binary, "-H", images_docker.url, "rm", "-f", name], capture_output=True, check=False)
@@ -276,3 +280,25 @@ async def test_a_unit_that_fails_to_start_fails_the_heal_with_systemctls_words(r
     outcome = await RestartServiceHealer("broken.service", CheckContext(), timeout=30.0).heal()
     assert not outcome.ok
     assert outcome.message.startswith("systemctl exited with status 1: Job for broken.service failed")
+
+
+@pytest.mark.docker
+async def test_the_agent_heals_a_stopped_unit_by_restarting_it(
+    real_systemctl: Machine, receiver: Receiver, spawn_agent: Any
+) -> None:
+    """The whole loop with a real unit: it stops, the check fails, the agent restarts it, it passes."""
+    machine = real_systemctl
+    cfg = config(
+        [{"name": "demo-web", "type": "http", "url": f"http://127.0.0.1:{WEB_PORT}/health", "interval": "1s",
+          "heal": {"restart_service": "demo-web", "timeout": "20s", "cooldown": "20s"}}],
+        receiver,
+    )  # fmt: skip
+    agent = spawn_agent(cfg, {**ENV, "PATH": os.environ["PATH"]})  # the real systemctl's wrapper first
+    await agent.ready()
+    await poll(lambda: agent.api("/api/checks", TOKEN), lambda r: r[1]["checks"][0]["state"] == "passing", 20,
+               "the unit to serve")  # fmt: skip
+    machine.sh("systemctl stop demo-web.service")
+    incident = await incident_when(agent, lambda i: i["status"] == "resolved", "the incident to resolve", 40)
+    assert kinds(incident) == ["opened", "heal_attempted", "heal_succeeded", "resolved"]
+    assert entry(incident, "heal_attempted") == "restarting unit 'demo-web.service'"
+    assert machine.sh("systemctl is-active demo-web.service") == "active"
