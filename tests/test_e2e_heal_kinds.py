@@ -3,7 +3,7 @@
 
 The HTTP target answers 500 until a flag file exists, so a heal that creates the file fixes it.
 The ``systemctl`` the agent finds on its ``PATH`` is a script of the test's own that records its
-arguments (this machine runs no systemd); the last test puts a real systemd behind that name, in a
+arguments (this machine runs no systemd); the last tests put a real systemd behind that name, in a
 container booted as ``tests/test_systemd_pid1.py`` boots it. Waits are on observable state.
 """
 
