@@ -185,13 +185,14 @@ async def test_at_the_timeout_the_whole_process_group_is_killed(tmp_path: Path) 
         echo started
         while :; do sleep 1; done
     """)
-    outcome = await RunHealer(str(hang), CheckContext(), timeout=0.5).heal()
+    outcome = await RunHealer(str(hang), CheckContext(), timeout=3.0).heal()
     started = [int(p) for p in pids.read_text().split()]
     try:
-        assert len(started) == 2
-        assert (outcome.ok, outcome.message) == (False, "timed out after 500ms: its process group was killed")
+        assert len(started) == 2, started
+        assert (outcome.ok, outcome.message) == (False, "timed out after 3s: its process group was killed")
         assert outcome.output == "started\n"
-        assert [pid for pid in started if alive(pid)] == []
+        # SIGKILL is sent before the heal returns; the kernel ends a process a moment later.
+        await wait_until(lambda: not [pid for pid in started if alive(pid)], 10, "the whole group to be gone")
     finally:
         for pid in started:
             end(pid)
