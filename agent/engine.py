@@ -163,7 +163,9 @@ def track(check: AnyCheck, clients: HealClients | None, *, heal_enabled: bool = 
     from actions.healers import build_healer
 
     heal = check.config.heal
-    healer = build_healer(heal.kind, heal.target, clients) if heal is not None and clients is not None else None
+    healer = None
+    if heal is not None and clients is not None:
+        healer = build_healer(heal.kind, heal.target, clients, timeout=getattr(heal, "timeout", None))
     return Tracked(check, Policy.for_check(check.config, heal, healer, heal_enabled=heal_enabled), healer)
 
 
@@ -384,7 +386,7 @@ class Engine:
                 }
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
-            change.timeline.append((kind, d.message or result.message))
+            change.timeline.append((kind, self._mask(d.message) if d.message else result.message))
             if event:
                 change.events.append((event, reason))
             if d.kind == "open" and raised_by is not None:
@@ -475,13 +477,19 @@ class Engine:
             await asyncio.wait_for(self.evidence_ready(incident_id, "opened"), EVIDENCE_BEFORE_HEAL)
         except TimeoutError:
             log.warning("evidence.late", incident_id=incident_id, phase="opened", before="heal")
+        from actions.healers.base import kept_output
+
         outcome = await healer.heal()
+        message = self._mask(outcome.message)
+        output = None if outcome.output is None else kept_output(outcome.output, outcome.output_bytes, self._mask)
         self.tally.healed(healer.kind, healer.target, outcome.ok)
         log.info(
             "heal.restart" if healer.kind == "restart_container" else "heal.done",
             check=tracked.config.name, incident_id=incident_id, kind=healer.kind,
-            target=healer.target, container=healer.container, ok=outcome.ok, message=outcome.message,
+            target=healer.target, container=healer.container, ok=outcome.ok, message=message,
         )
+        if output is not None:
+            await self._keep_heal_output(tracked, incident_id, healer, outcome.ok, message, output)
         if outcome.ok:
             return
         async with tracked.lock:
@@ -492,7 +500,7 @@ class Engine:
                 incident_id=incident_id,
                 at=self.clock(),
                 state=state.to_json(),
-                timeline=[("heal_failed", f"{healer.verb} of '{healer.target}' failed: {outcome.message}")],
+                timeline=[("heal_failed", self._mask(f"{healer.verb} of '{healer.target}' failed: {message}"))],
                 events=[("incident.heal_failed", None)],
                 notifiers=tracked.config.notify,
             )
@@ -500,8 +508,23 @@ class Engine:
             if not await self._write(change, check=tracked.config.name):
                 return
             tracked.state = state
-        log.warning("incident.heal_failed", check=tracked.config.name, incident_id=incident_id, message=outcome.message)
+        log.warning("incident.heal_failed", check=tracked.config.name, incident_id=incident_id, message=message)
         self.on_events()
+
+    async def _keep_heal_output(
+        self, tracked: Tracked, incident_id: str, healer: Healer, ok: bool, message: str, output: str
+    ) -> None:
+        """What a heal printed (masked, cut to size): a ``heal_output`` timeline entry (no event)
+        and an entry of the opened evidence's ``heals``. Best effort, as evidence is."""
+        now = self.clock()
+        change = Change(incident_id=incident_id, at=now, timeline=[("heal_output", output or "(no output)")])
+        entry = {"at": iso(now), "kind": healer.kind, "target": self._mask(healer.target), "ok": ok,
+                 "message": message, "output": output}  # fmt: skip
+        try:
+            await self.store.run(self.store.apply, change)
+            await self.store.run(self.store.evidence.add_heal, incident_id, now, entry)
+        except Exception as exc:
+            log.error("heal.output_lost", check=tracked.config.name, incident_id=incident_id, error=str(exc))
 
     async def _collect_evidence(
         self,

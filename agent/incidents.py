@@ -59,6 +59,7 @@ class HealPolicy:
     verb: str = "restart"
     verb_ing: str = "restarting"
     noun: str = "container"
+    deed: str = "restart"
 
     @property
     def key(self) -> HealKey:
@@ -113,6 +114,7 @@ class Policy:
                 verb=healer.verb,
                 verb_ing=healer.verb_ing,
                 noun=healer.noun,
+                deed=healer.deed,
             )
         return cls(open_after=check.open_after, resolve_after=check.resolve_after, heal=heal_policy)
 
@@ -239,7 +241,8 @@ def evaluate(
         if next_state.verifying:
             next_state.verifying = False
             next_state.last_heal = "succeeded"
-            decisions.append(Decision("heal_succeeded", "check passed again after the restart"))
+            deed = policy.heal.deed if policy.heal is not None else "heal"
+            decisions.append(Decision("heal_succeeded", f"check passed again after the {deed}"))
         if next_state.passing_streak >= policy.resolve_after:
             decisions.append(Decision("resolve", f"recovered: {next_state.passing_streak} passing results in a row"))
             return Transition(next_state.after_incident(), decisions, incident_id, incident_state=next_state)

@@ -26,10 +26,12 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -274,7 +276,12 @@ INHERITED = tuple(DefaultsConfig.model_fields)
 
 
 class HealKind(Protocol):
-    """What the config needs from a registered healer class (``actions.healers.HEALERS``)."""
+    """What the config needs from a registered healer class (``actions.healers.HEALERS``).
+
+    A kind may also have ``target_of(value)`` (the target from the value written under its key;
+    ``ValueError`` when it is none) and ``timeout_default`` (a float when it takes
+    ``heal.timeout``); a kind without them takes a non-empty string and no timeout.
+    """
 
     def default_target(self, check: Mapping[str, Any]) -> str | None: ...
 
@@ -289,6 +296,11 @@ def heal_kinds(ctx: Mapping[str, Any]) -> Mapping[str, HealKind]:
     return kinds
 
 
+def _timeout_default(healer: HealKind) -> float | None:
+    default = getattr(healer, "timeout_default", None)
+    return float(default) if isinstance(default, (int, float)) else None
+
+
 _NO_DEFAULT = "required (the check has no container to default to)"
 
 
@@ -296,8 +308,11 @@ class HealConfig(ConfigModel):
     """What to do when the check's incident opens: one heal kind, on one target, within a budget.
 
     In YAML the kind is the key and the target its value: ``heal: {restart_container: api,
-    max_restarts: 3}`` is kind ``restart_container``, target ``api``. Left out, the kind whose
-    healer can default a target from the check (its ``container``) is used.
+    max_restarts: 3}`` is kind ``restart_container``, target ``api``; ``heal: {run: [fix, --now]}``
+    is kind ``run``, target the command line ``fix --now``. Left out, the kind whose healer can
+    default a target from the check (its ``container``) is used. ``timeout`` is for the kinds
+    that take one (``run``, ``restart_service``), filled with their default; None for the others
+    (and then left out of ``model_dump``).
     """
 
     kind: NonEmptyStr
@@ -305,6 +320,7 @@ class HealConfig(ConfigModel):
     max_restarts: Count = 3
     within: PositiveDuration = 15 * 60.0
     cooldown: Duration = 30.0
+    timeout: PositiveDuration | None = None
 
     @classmethod
     def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
@@ -322,20 +338,56 @@ class HealConfig(ConfigModel):
         for key in ("kind", "target"):
             if key in data:  # the model's own names are not YAML keys
                 raise keyed_error(key, unknown_key(key, cls.yaml_keys(ctx)))
-        written = [key for key in data if key in kinds and data[key] is not None]
+        # A kind's key written with no value (``stop_container:``) still names that kind.
+        written = [key for key in data if key in kinds]
         if len(written) > 1:
             raise keyed_error(str(written[1]), f"one heal kind per check (also {written[0]})")
         if not written and not kinds:
             raise ValueError("no heal kinds are available")
         kind = written[0] if written else next(iter(kinds))
+        healer = kinds[kind]
         translated = {key: value for key, value in data.items() if key not in kinds} | {"kind": kind}
-        if written:
-            translated["target"] = data[kind]
+        if written and data[kind] is not None:
+            target_of = getattr(healer, "target_of", None)
+            try:
+                translated["target"] = target_of(data[kind]) if target_of is not None else data[kind]
+            except ValueError as exc:
+                raise keyed_error(kind, str(exc)) from None
+        takes_timeout = _timeout_default(healer)
+        if translated.get("timeout") is not None and takes_timeout is None:
+            taking = [k for k, h in kinds.items() if _timeout_default(h) is not None]
+            raise keyed_error("timeout", f"only {' and '.join(taking) or 'no'} heals take a timeout, not {kind}")
+        if translated.get("timeout") is None and takes_timeout is not None:
+            translated["timeout"] = Inherited(takes_timeout)
         try:
             return handler(translated)
         except ValidationError as exc:
             # The target was written (or is missing) as the kind's key: report it there.
-            raise relocate(exc, ("target",), (kind,), missing=_NO_DEFAULT) from None
+            has_default = healer.default_target({"container": "c"}) is not None
+            raise relocate(exc, ("target",), (kind,), missing=_NO_DEFAULT if has_default else "required") from None
+
+    @field_validator("timeout", mode="wrap")
+    @classmethod
+    def _within_cooldown(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> float | None:
+        seconds: float | None = handler(value)
+        cooldown = info.data.get("cooldown")
+        if seconds is None or cooldown is None or seconds <= cooldown:
+            return seconds
+        if isinstance(value, Inherited):
+            return float(cooldown) if cooldown > 0 else seconds  # the default, cut to the cooldown
+        raise ValueError(
+            f"{format_duration(seconds)} is longer than the cooldown {format_duration(cooldown)}"
+            " (a heal still running when the cooldown ends would be judged failed and made again)"
+        )
+
+    @model_serializer(mode="wrap")
+    def _without_unused_timeout(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("timeout", 0) is None:
+            del dumped["timeout"]
+        return dumped
 
 
 # --- what every check and notifier has -----------------------------------------------------------
@@ -375,12 +427,17 @@ class CheckConfigBase(ConfigModel):
         heal = merged.get("heal")
         if isinstance(heal, Mapping) and "kind" not in heal:
             kinds = heal_kinds(ctx)
-            if not any(heal.get(kind) is not None for kind in kinds):
+            named = [kind for kind in kinds if kind in heal]
+            if not named:  # ``heal: {}``: the first kind that can default its target
                 for kind, healer in kinds.items():
                     target = healer.default_target(merged)
                     if target is not None:
                         merged["heal"] = {**heal, kind: target}
                         break
+            elif len(named) == 1 and heal[named[0]] is None:  # ``stop_container:`` with no value
+                target = kinds[named[0]].default_target(merged)
+                if target is not None:
+                    merged["heal"] = {**heal, named[0]: target}
         return merged
 
     @field_validator("timeout", mode="wrap")
