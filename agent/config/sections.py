@@ -35,6 +35,7 @@ from pydantic import (
 
 from agent.config.errors import keyed_error, relocate, unknown_key
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
+from agent.config.rates import BaselineConfig, FlappingConfig, OpenWhen
 from agent.config.types import (
     ConfigModel,
     Count,
@@ -55,7 +56,9 @@ from agent.config.types import (
 from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
+    from agent.flapping import FlapRule
     from agent.maintenance import Window
+    from agent.rates import RateRule
 
 __all__ = [
     "DEFAULT_DOCKER_URL",
@@ -236,6 +239,9 @@ class DefaultsConfig(ConfigModel):
     resolve_after: Count = 2
     severity: Severity = "high"
     notify: list[str] = Field(None, validate_default=True)  # every notifier
+    open_when: OpenWhen | None = None  # replaces open_after (inherited or not) where set
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -332,6 +338,21 @@ class CheckConfigBase(ConfigModel):
     heal: HealConfig | None = None
     tags: list[Name] = Field(default_factory=list)
     group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
+    open_when: OpenWhen | None = None
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
+
+    @property
+    def open_rule(self) -> RateRule | None:
+        """``open_when`` as the incident machine reads it (None: ``open_after`` decides)."""
+        from agent.rates import parse_rate_rule
+
+        return parse_rate_rule(self.open_when) if self.open_when is not None else None
+
+    @property
+    def flap_rule(self) -> FlapRule | None:
+        """``flapping`` as the incident machine reads it (None: not watched)."""
+        return self.flapping.rule()
 
     @model_validator(mode="before")
     @classmethod
