@@ -22,9 +22,9 @@ Rules, spelled out (these are the contract, see the README):
   first failing result at which the share of failing results in the window exceeds the rule.
 - Flapping (``agent.flapping``): when the flap share goes above ``high`` the check is flapping; its
   incident (opened then if none is) records ``flapping_started`` once and neither resolves nor
-  heals; once the share falls below ``low`` it records ``flapping_stopped`` and the rules above
-  apply again, from that result on. Streaks keep counting meanwhile. Resolved by hand while
-  flapping, a check opens nothing until it has stopped flapping.
+  heals (a heal awaiting its verdict gets none); once the share falls below ``low`` it records
+  ``flapping_stopped`` and the rules above apply again, from that result on. Streaks keep
+  counting meanwhile. Resolved by hand while flapping, a check opens nothing until it stops.
 """
 
 from __future__ import annotations
@@ -311,6 +311,7 @@ def _flap_step(
             state.failing_since = started_at
     if was:
         return Transition(state, [], state.incident_id)
+    state.verifying = False  # a heal made before is not judged: the check flaps whatever it did
     text = _flap_text("flapping", policy, rates)
     if state.incident_id is None:
         state.incident_id = new_incident_id()
@@ -322,7 +323,7 @@ def _flap_text(what: str, policy: Policy, rates: Rates) -> str:
     if policy.flapping is None or rates.flap_share is None:
         return f"{what}: flapping is no longer watched"
     return (
-        f"{what}: {rates.flap_share:.0f}% of the last {policy.flapping.window} results changed state"
+        f"{what}: {rates.flap_share:.3g}% of the last {policy.flapping.window} results changed state"
         f" (weighted; high {policy.flapping.high:g}%, low {policy.flapping.low:g}%)"
     )
 
