@@ -107,6 +107,8 @@ class CheckView:
     target: str
     last: CheckResult | None
     incident_id: str | None
+    flapping: bool = False
+    baseline: float | None = None  # seconds: the rolling median latency, once there is one
 
 
 @dataclass(slots=True)
@@ -861,7 +863,10 @@ class Engine:
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:
         return [
-            CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id)
+            CheckView(
+                name, t.config.type, t.check.target, t.last, t.state.incident_id,
+                flapping=t.state.flapping, baseline=self.baselines.median(name),
+            )
             for name, t in self.tracked.items()
         ]
 

@@ -37,7 +37,7 @@ async def test_an_alternating_target_yields_one_flapping_incident_not_a_storm(
     alternating, receiver: Receiver, spawn_agent, payload_schema
 ) -> None:
     cfg = agent_config(
-        [{"name": "api", "type": "http", "url": alternating.url}],
+        [{"name": "api", "type": "http", "url": alternating.url, "baseline": {"window": "1h", "min_samples": 3}}],
         [{"name": "ops", "type": "webhook", "url": receiver.url, "secret": "${HOOK_SECRET}", "timeout": "1s"}],
     )
     agent = spawn_agent(cfg, {"HOOK_SECRET": SECRET})
@@ -54,6 +54,10 @@ async def test_an_alternating_target_yields_one_flapping_incident_not_a_storm(
     status, incident = await agent.api(f"/api/incidents/{incident_id}")
     assert status == 200 and incident["flapping"] is True and incident["status"] == "open"
     assert [t["kind"] for t in incident["timeline"] if t["kind"] != "notified"] == ["opened", "flapping_started"]
+    status, checks = await agent.api("/api/checks")
+    [check] = checks["checks"]
+    assert check["flapping"] is True and check["incident_id"] == incident_id
+    assert check["baseline_ms"] is not None and check["baseline_ms"] > 0  # from its passing results
 
     alternating.alternate = False  # it settles: stops flapping, then resolves as usual
     resolved = (await wait_until(lambda: receiver.of("incident.resolved"), 30, "incident.resolved"))[0]
@@ -64,6 +68,8 @@ async def test_an_alternating_target_yields_one_flapping_incident_not_a_storm(
     assert [e["sequence"] for e in receiver.events] == [1, 2, 3, 4]
     status, listed = await agent.api("/api/incidents")
     assert [i["id"] for i in listed["incidents"]] == [incident_id] and listed["incidents"][0]["flapping"] is False
+    status, checks = await agent.api("/api/checks")
+    assert checks["checks"][0]["flapping"] is False
 
     agent.signal(signal.SIGTERM)
     assert await agent.wait() == 0
