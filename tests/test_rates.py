@@ -11,7 +11,7 @@ import pytest
 from agent.baseline import Baselines, LatencyWindow
 from agent.flapping import FlapHistory, FlapRule, change_share, next_flapping
 from agent.incidents import CheckState, HealBudget, HealPolicy, Policy, evaluate
-from agent.rates import CheckRates, ErrorWindow, RateRule, parse_rate_rule
+from agent.rates import CheckRates, ErrorWindow, RateRule, Rates, parse_rate_rule
 
 # --- open_when: the grammar ------------------------------------------------------------------------
 
@@ -371,3 +371,25 @@ def test_a_mistake_in_defaults_is_located_there(tmp_path: Path) -> None:
     assert load_errors(tmp_path, 'defaults:\n  open_when: "error_rate > 10% over 5"\n' + CHECK) == [
         "defaults.open_when: invalid rule 'error_rate > 10% over 5': '5' is not a duration such as 30s, 5m or 1h"
     ]
+
+
+def test_a_reload_that_turns_flapping_off_ends_it_on_the_next_result() -> None:
+    s = Script(flapping_policy())
+    for i in range(11):
+        s.feed(i % 2 == 1, float(i))
+    assert s.state.flapping
+    s.policy = flapping_policy(flapping=None)
+    assert s.feed(True, 12.0) == ["flapping_stopped"]  # one passing result of the two resolve_after asks
+    assert s.messages[-1] == "stopped flapping: flapping is no longer watched"
+    assert s.feed(True, 13.0) == ["resolve"]
+
+
+def test_retuned_windows_keep_the_results_they_hold() -> None:
+    rates = CheckRates(parse_rate_rule("error_rate > 10% over 1m"), FlapRule(window=4))
+    rates.seed([(0.0, False), (10.0, True), (20.0, False), (30.0, True)])
+    again = rates.retuned(parse_rate_rule("error_rate > 10% over 15s"), FlapRule(window=2))
+    observed = again.observe(40.0, False)
+    assert observed.error_share == pytest.approx(100 * 1 / 2)  # 30 and 40 are within 15 s
+    assert observed.flap_share == pytest.approx(100.0)  # T, F, T, F: both of the last 2 changed
+    assert CheckRates(None, None).observe(1.0, False) == Rates()
+    assert rates.seed_span == (60.0, 5) and CheckRates(None, None).seed_span == (0.0, 0)

@@ -197,3 +197,32 @@ async def test_the_baseline_survives_a_restart(tmp_path: Path, scripted: Scripte
     assert again.context.baseline("api") is None  # the hour is over
     await again.close()
     await reopened.aclose()
+
+
+async def test_a_reload_keeps_the_windows_and_old_baseline_minutes_are_pruned(
+    running_store: Store, tmp_path: Path, scripted: Scripted
+) -> None:
+    scripted.plan = [200, 200, 200, 500]
+    run = Run(running_store, tmp_path, scripted, open_when="error_rate > 50% over 1m",
+              baseline={"window": "1h", "min_samples": 3})
+    await run.engine.restore()
+    await run.step(4)  # 1 failing of 4
+    assert await run.incidents() == []
+    changed = HttpCheckConfig(name="api", type="http", url=scripted.url, open_after="0s", resolve_after=2,
+                              notify=["ops"], open_when="error_rate > 20% over 1m",
+                              baseline={"window": "1h", "min_samples": 3})
+    await run.engine.replace_check(build_check(changed, run.context))
+    run.check = run.engine.tracked["api"].check
+    assert run.context.baseline("api") is not None  # the minutes stay
+    scripted.plan = [500]
+    await run.step()  # 2 of 5 = 40% > 20%: the reloaded rule with the results from before
+    [incident] = await run.incidents()
+    assert incident["timeline"][0]["message"] == "error rate 40% (error_rate > 20% over 1m): HTTP 500"
+
+    await run.engine.flush_results()
+    assert await running_store.run(running_store.baselines.since, 0) != []
+    counts = await running_store.run(lambda: running_store.prune(
+        run.now + 86400 + 120, results_per_check=1000, delivered_events=1.0, resolved_evidence=1.0))
+    assert counts["results"] == 0
+    assert await running_store.run(running_store.baselines.since, 0) == []
+    await run.close()
