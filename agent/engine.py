@@ -225,7 +225,9 @@ class Engine:
             if seconds or results:
                 t.rates.seed(await self.store.run(self.store.results.seeds, t.config.name, now - seconds, results))
         longest = max((t.config.baseline.window for t in tracked), default=0.0)
-        self.baselines.restore(await self.store.run(self.store.baselines.since, int((now - longest) // 60)))
+        names = {t.config.name for t in tracked}
+        rows = await self.store.run(self.store.baselines.since, int((now - longest) // 60))
+        self.baselines.restore(row for row in rows if row[0] in names)
 
     async def _resolve_removed(self, row: dict[str, Any], now: float, notifiers: list[str] | None = None) -> None:
         change = Change(

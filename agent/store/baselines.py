@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from agent.baseline import MinuteRow
 from agent.store._repo import Repo
-
-MinuteRow = tuple[str, int, str]
-"""(check, minute since the epoch, JSON of {bin: count})"""
 
 
 class BaselinesRepo(Repo):
