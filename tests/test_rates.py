@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.baseline import Baselines, LatencyWindow
 from agent.flapping import FlapHistory, FlapRule, change_share, next_flapping
@@ -393,3 +395,16 @@ def test_retuned_windows_keep_the_results_they_hold() -> None:
     assert observed.flap_share == pytest.approx(100.0)  # T, F, T, F: both of the last 2 changed
     assert CheckRates(None, None).observe(1.0, False) == Rates()
     assert rates.seed_span == (60.0, 5) and CheckRates(None, None).seed_span == (0.0, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.floats(1e-4, 5.0)), min_size=1, max_size=300))
+def test_the_stepping_median_is_the_walking_one_whatever_comes_and_goes(steps: list[tuple[int, float]]) -> None:
+    window = LatencyWindow(180, min_samples=1)  # three minutes: minutes come and go
+    at = 0.0
+    for gap, latency in steps:
+        at += gap
+        window.add(at, latency)
+        assert window.median() == window.median_by_walking()
+    window.expire(int(at // 60) + 2)  # two of the three minutes left
+    assert window.median() == window.median_by_walking()
