@@ -53,16 +53,43 @@ def next_flapping(flapping: bool, share: float, rule: FlapRule) -> bool:
 
 
 class FlapHistory:
-    """The last ``window + 1`` results of one check (passing or not), for its flap share."""
+    """The last ``window + 1`` results of one check (passing or not), and their flap share kept up
+    to date in O(1) a result: each new transition ages every other by one step of weight."""
 
     def __init__(self, window: int, states: Iterable[bool] = ()) -> None:
         self.window = window
-        self._states: deque[bool] = deque(states, maxlen=window + 1)
+        self._states: deque[bool] = deque(maxlen=window + 1)
+        self._changes: deque[bool] = deque()  # transitions between the states, oldest first
+        self._changed = 0  # how many of them are changes
+        self._weighted = 0.0  # their weights added up
+        self._step = 0.4 / (window - 1) if window > 1 else 0.0
+        self._until_exact = window
+        for ok in states:
+            self.add(ok)
 
     def add(self, ok: bool) -> float:
         """Add a result; the flap share with it."""
+        if self._states:
+            changed = ok != self._states[-1]
+            if len(self._changes) == self.window and self._changes.popleft():
+                self._changed -= 1
+                self._weighted -= _weight(0, self.window)
+            self._weighted -= self._step * self._changed  # every transition kept is one older
+            self._changes.append(changed)
+            if changed:
+                self._changed += 1
+                self._weighted += _weight(self.window - 1, self.window)
         self._states.append(ok)
-        return change_share(self._states, self.window)
+        self._until_exact -= 1
+        if self._until_exact <= 0:  # now and then from scratch, so rounding never adds up
+            self._until_exact = self.window
+            return self._exact()
+        return 100.0 * self._weighted / self.window
+
+    def _exact(self) -> float:
+        share = change_share(self._states, self.window)
+        self._weighted = share * self.window / 100.0
+        return share
 
     def resized(self, window: int) -> FlapHistory:
         """The same results under another window (a reload changed it)."""

@@ -408,3 +408,11 @@ def test_the_stepping_median_is_the_walking_one_whatever_comes_and_goes(steps: l
         assert window.median() == window.median_by_walking()
     window.expire(int(at // 60) + 2)  # two of the three minutes left
     assert window.median() == window.median_by_walking()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 30), st.lists(st.booleans(), max_size=200))
+def test_the_running_flap_share_is_the_one_computed_afresh(window: int, results: list[bool]) -> None:
+    history = FlapHistory(window)
+    for i, ok in enumerate(results):
+        assert history.add(ok) == pytest.approx(change_share(results[: i + 1], window), abs=1e-9)
