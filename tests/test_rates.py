@@ -416,3 +416,16 @@ def test_the_running_flap_share_is_the_one_computed_afresh(window: int, results:
     history = FlapHistory(window)
     for i, ok in enumerate(results):
         assert history.add(ok) == pytest.approx(change_share(results[: i + 1], window), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ('    flapping: "yes"\n', "checks[0].flapping: expected a mapping such as {window: 20, high: 50, low: 25}, or false"),
+        ('    flapping: {low: "abc"}\n', "checks[0].flapping.low: expected a percentage such as 50 or '50%'"),
+        ("    flapping: {high: true}\n", "checks[0].flapping.high: expected a percentage such as 50 or '50%', not true/false"),
+        ("    open_when: 5\n", "checks[0].open_when: expected a string"),
+    ],
+)
+def test_the_wrong_kind_of_value_says_what_is_expected(tmp_path: Path, extra: str, error: str) -> None:
+    assert load_errors(tmp_path, CHECK + extra) == [error]

@@ -4,6 +4,7 @@ themselves are ``agent.rates``, ``agent.flapping`` and ``agent.baseline``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
@@ -27,11 +28,18 @@ OpenWhen = Annotated[str, AfterValidator(_rate_rule)]
 """``error_rate > N% over DURATION`` (or ``>=``), kept as its normalized text."""
 
 
+_PERCENT = "expected a percentage such as 50 or '50%'"
+
+
 def _percent(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("expected a percentage such as 50 or '50%', not true/false")
-    if isinstance(value, str) and value.strip().endswith("%"):
-        value = value.strip()[:-1].strip()
+        raise ValueError(f"{_PERCENT}, not true/false")
+    if isinstance(value, str):
+        text = value.strip().removesuffix("%").strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(_PERCENT) from None
     return value
 
 
@@ -57,6 +65,8 @@ class FlappingConfig(ConfigModel):
     def _switch(cls, data: Any) -> Any:
         if isinstance(data, bool):
             return {"enabled": data}
+        if not isinstance(data, (Mapping, FlappingConfig)):
+            raise ValueError("expected a mapping such as {window: 20, high: 50, low: 25}, or false")
         return data
 
     @field_validator("window")
