@@ -9,8 +9,8 @@ when a latency lands in a bin no other result of the window is in). A median sta
 where the last one was and steps to the neighbouring occupied bins (O(log n) each) until the middle
 rank is reached: a step or none, as it moves little from one result to the next. Minutes that
 leave the window are subtracted from the total. Every
-minute a result changed is written to SQLite (``latency_minutes``) with the results' flush, and
-read back at start, so a restart does not forget the baseline.
+minute is written to SQLite (``latency_minutes``) once it is over (and at stop) with the results'
+flush, and read back at start, so a restart does not forget the baseline.
 
 Only passing results count: a timeout or an error page says nothing of how fast the service is,
 and a slowdown that fails a ``latency > 2x baseline`` condition does not raise its own baseline.
@@ -192,15 +192,20 @@ class Baselines:
             if window is not None and minute > now_minute - window.minutes_kept:
                 window.load(minute, {int(k): int(v) for k, v in json.loads(text).items()})
 
-    def pending(self) -> list[MinuteRow]:
-        """The minutes changed since the last call, to write (``retry`` them if the write fails)."""
+    def pending(self, *, everything: bool = False) -> list[MinuteRow]:
+        """The minutes changed since they were last taken, to write (``retry`` them if the write
+        fails): those that are over, each once, rather than the current one every flush (a crash
+        loses at most its results); with ``everything`` (at stop) the current ones too."""
+        current = int(self.clock() // MINUTE)
         rows = []
         for check, minute in sorted(self._dirty):
+            if minute >= current and not everything:
+                continue
+            self._dirty.discard((check, minute))
             window = self._windows.get(check)
             counts = window.minute(minute) if window is not None else None
             if counts:
                 rows.append((check, minute, json.dumps({str(k): v for k, v in sorted(counts.items())})))
-        self._dirty.clear()
         return rows
 
     def retry(self, rows: Iterable[MinuteRow]) -> None:

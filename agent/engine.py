@@ -510,10 +510,10 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     # -- upkeep ----------------------------------------------------------------------------
-    async def flush_results(self) -> None:
-        """Write the results (and the baselines' minutes) gathered since the last flush; on failure
-        keep them for the next one."""
-        if minutes := self.baselines.pending():
+    async def flush_results(self, *, final: bool = False) -> None:
+        """Write the results (and the baselines' minutes that are over; ``final``: all) gathered
+        since the last flush; on failure keep them for the next one."""
+        if minutes := self.baselines.pending(everything=final):
             try:
                 await self.store.run(self.store.baselines.save, minutes)
             except Exception as exc:  # written with the next flush
@@ -539,7 +539,7 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.flush_results()
+        await self.flush_results(final=True)
 
     # -- commands of the people running an incident ---------------------------------------
     @asynccontextmanager

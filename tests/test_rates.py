@@ -254,8 +254,10 @@ def test_baselines_go_by_check_skip_unknown_ones_and_round_trip_through_their_ro
     assert baselines.median("api") == pytest.approx(0.3, rel=0.01)
     assert baselines.median("unknown") is None
     rows = baselines.pending()
-    assert [(c, m) for c, m, _ in rows] == [("api", 164), ("api", 165), ("api", 166)]
+    assert [(c, m) for c, m, _ in rows] == [("api", 164), ("api", 165)]  # the minutes that are over
     assert baselines.pending() == []  # written once
+    rows += baselines.pending(everything=True)  # at stop: the current one too
+    assert [(c, m) for c, m, _ in rows] == [("api", 164), ("api", 165), ("api", 166)]
     again = Baselines(lambda: now["t"])
     again.configure("api", 3600, 3)
     again.restore(rows)
@@ -278,9 +280,10 @@ def test_a_failed_write_is_pending_again() -> None:
     baselines = Baselines(lambda: 100.0)
     baselines.configure("api", 3600, 1)
     baselines.record("api", 90.0, 0.1)
-    rows = baselines.pending()
+    assert baselines.pending() == []  # minute 1 is not over yet
+    rows = baselines.pending(everything=True)
     baselines.retry(rows)
-    assert baselines.pending() == rows
+    assert baselines.pending(everything=True) == rows
     assert json.loads(rows[0][2]) == {"-116": 1}  # 0.1 s is bin -116 of 2 % bins
 
 

@@ -219,7 +219,7 @@ async def test_a_reload_keeps_the_windows_and_old_baseline_minutes_are_pruned(
     [incident] = await run.incidents()
     assert incident["timeline"][0]["message"] == "error rate 40% (error_rate > 20% over 1m): HTTP 500"
 
-    await run.engine.flush_results()
+    await run.engine.flush_results(final=True)
     assert await running_store.run(running_store.baselines.since, 0) != []
     counts = await running_store.run(lambda: running_store.prune(
         run.now + 86400 + 120, results_per_check=1000, delivered_events=1.0, resolved_evidence=1.0))
