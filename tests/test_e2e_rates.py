@@ -74,3 +74,29 @@ async def test_an_alternating_target_yields_one_flapping_incident_not_a_storm(
     agent.signal(signal.SIGTERM)
     assert await agent.wait() == 0
     assert any(e.get("event") == "incident.flapping" for e in agent.log_events())
+
+
+async def test_a_real_agent_keeps_its_baseline_across_a_restart(target: Target, spawn_agent) -> None:
+    cfg = agent_config(
+        [{"name": "api", "type": "http", "url": target.url, "baseline": {"window": "1h", "min_samples": 5}}], [],
+    )
+    agent = spawn_agent(cfg)
+    await agent.ready()
+
+    async def baseline(of) -> float | None:
+        _, body = await of.api("/api/checks")
+        return body["checks"][0]["baseline_ms"]
+
+    await wait_until(lambda: target.hits >= 8, 20, "eight passing results")
+    agent.signal(signal.SIGTERM)  # while stopping, no result comes in
+    assert await agent.wait() == 0
+    target.status = 500  # failing results never count toward a baseline
+    again = spawn_agent(cfg)
+    await again.ready()
+    first = await baseline(again)
+    assert first is not None and first > 0  # read back from SQLite, not learnt anew
+    hits = target.hits
+    await wait_until(lambda: target.hits >= hits + 3, 20, "three failing results")
+    assert await baseline(again) == first
+    again.signal(signal.SIGTERM)
+    assert await again.wait() == 0
