@@ -375,6 +375,8 @@ def checks_status(views: Iterable[CheckView]) -> list[dict[str, Any]]:
             "state": "unknown" if v.last is None else ("passing" if v.last.ok else "failing"),
             "incident_id": v.incident_id,
             "last_result": None if v.last is None else _last_result(v),
+            "flapping": v.flapping,
+            "baseline_ms": None if v.baseline is None else round(v.baseline * 1000, 1),
         }
         for v in views
     ]

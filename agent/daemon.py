@@ -434,6 +434,7 @@ class Daemon:
             policies=cfg.policies,
             maintenance=[m.window() for m in cfg.maintenance],
         )
+        self.context.baseline = self.engine.baselines.median  # conditions' `latency > 2x baseline`
         self.timers: PolicyTimer = PolicyTimer(
             lambda: self.store.run(self.store.incidents.clocks),
             self.engine.fire_policy,

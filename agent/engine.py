@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.baseline import Baselines
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import (
@@ -40,6 +41,7 @@ from agent.incidents import (
 from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
 from agent.policies import Due, PoliciesConfig, due
+from agent.rates import CheckRates
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
 from agent.severity_rules import Facts, raised
@@ -69,6 +71,8 @@ _RECORDS: dict[str, tuple[str, str | None, str | None, str]] = {
     "heal_failed": ("heal_failed", "incident.heal_failed", None, "heal.failed"),
     "heal_exhausted": ("heal_exhausted", "incident.escalated", "heal_exhausted", "incident.escalated"),
     "resolve": ("resolved", "incident.resolved", None, "incident.resolved"),
+    "flapping_started": ("flapping_started", "incident.updated", None, "incident.flapping"),
+    "flapping_stopped": ("flapping_stopped", "incident.updated", None, "incident.flapping_stopped"),
 }
 
 
@@ -114,6 +118,8 @@ class CheckView:
     last: CheckResult | None
     incident_id: str | None
     details: dict[str, Any] = field(default_factory=dict)  # the last result's, bounded (shown_details)
+    flapping: bool = False
+    baseline: float | None = None  # seconds: the rolling median latency, once there is one
 
 
 @dataclass(slots=True)
@@ -127,6 +133,7 @@ class Tracked:
     history: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=HISTORY))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_details: dict[str, Any] = field(default_factory=dict)  # history drops details; the API shows these
+    rates: CheckRates = field(default_factory=lambda: CheckRates(None, None))  # open_when, flapping
 
     @property
     def config(self) -> Any:
@@ -166,7 +173,8 @@ def track(check: AnyCheck, clients: HealClients | None, *, heal_enabled: bool = 
     healer = None
     if heal is not None and clients is not None:
         healer = build_healer(heal.kind, heal.target, clients, timeout=getattr(heal, "timeout", None))
-    return Tracked(check, Policy.for_check(check.config, heal, healer, heal_enabled=heal_enabled), healer)
+    policy = Policy.for_check(check.config, heal, healer, heal_enabled=heal_enabled)
+    return Tracked(check, policy, healer, rates=CheckRates(policy.open_when, policy.flapping))
 
 
 class Engine:
@@ -194,6 +202,9 @@ class Engine:
         self.clients = clients
         self.heal_enabled = heal_enabled
         self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
+        self.baselines = Baselines(clock)  # CheckContext.baseline reads it (the daemon installs it)
+        for t in self.tracked.values():
+            self.baselines.configure(t.config.name, t.config.baseline.window, t.config.baseline.min_samples)
         self.evidence = evidence
         self.on_events = on_events
         self.secrets = tuple(s for s in secrets if s)
@@ -228,6 +239,7 @@ class Engine:
             log.info("incident.restored", check=row["check_name"], incident_id=row["id"])
         await self._load_silences(now)
         self._manual_open = await self.store.run(self.store.incidents.manual_open)
+        await self._seed_rates(now, list(self.tracked.values()))
         for name, tracked in self.tracked.items():
             for r in await self.store.run(self.store.results.recent, name, HISTORY):
                 tracked.history.append(CheckResult(name, r["ok"], r["started_at"], r["latency"], r["message"]))
@@ -236,6 +248,17 @@ class Engine:
                 # The last run died before collecting it: late evidence beats none.
                 self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
                 self._spawn(self._collect_evidence(tracked, incident_id, "opened", None, list(tracked.history)))
+
+    async def _seed_rates(self, now: float, tracked: list[Tracked]) -> None:
+        """The windows of ``open_when``, flapping and the baselines go on from the stored results."""
+        for t in tracked:
+            seconds, results = t.rates.seed_span
+            if seconds or results:
+                t.rates.seed(await self.store.run(self.store.results.seeds, t.config.name, now - seconds, results))
+        longest = max((t.config.baseline.window for t in tracked), default=0.0)
+        names = {t.config.name for t in tracked}
+        rows = await self.store.run(self.store.baselines.since, int((now - longest) // 60))
+        self.baselines.restore(row for row in rows if row[0] in names)
 
     async def _resolve_removed(self, row: dict[str, Any], now: float, notifiers: list[str] | None = None) -> None:
         change = Change(
@@ -257,6 +280,8 @@ class Engine:
         tracked = track(check, self.clients, heal_enabled=self.heal_enabled)
         for r in await self.store.run(self.store.results.recent, check.name, HISTORY):
             tracked.history.append(CheckResult(check.name, r["ok"], r["started_at"], r["latency"], r["message"]))
+        self.baselines.configure(check.name, check.config.baseline.window, check.config.baseline.min_samples)
+        await self._seed_rates(self.clock(), [tracked])
         self.tracked[check.name] = tracked
 
     async def replace_check(self, check: AnyCheck) -> None:
@@ -265,6 +290,8 @@ class Engine:
         async with old.lock:
             new = track(check, self.clients, heal_enabled=self.heal_enabled)
             new.state, new.history, new.lock = old.state, old.history, old.lock
+            new.rates = old.rates.retuned(new.policy.open_when, new.policy.flapping)
+            self.baselines.configure(check.name, check.config.baseline.window, check.config.baseline.min_samples)
             self.tracked[check.name] = new
 
     async def remove_check(self, name: str) -> None:
@@ -274,6 +301,7 @@ class Engine:
             return
         async with tracked.lock:
             del self.tracked[name]
+            self.baselines.forget(name)
             incident_id = tracked.state.incident_id
             if incident_id is None:
                 return
@@ -332,6 +360,9 @@ class Engine:
                     message=result.message,
                     incident_id=tracked.state.incident_id,
                 )
+            rates = tracked.rates.observe(result.started_at, result.ok)
+            if result.ok:
+                self.baselines.record(result.check, result.started_at, result.latency)
             now = self.clock()
             quiet = self.quiet(tracked, now)
             await self._release_if_over(tracked, quiet, now)
@@ -347,6 +378,7 @@ class Engine:
                 now,
                 result.message,
                 new_incident_id=lambda: new_id("inc", now),
+                rates=rates,
             )
             if not transition.decisions:
                 tracked.state = transition.state
@@ -384,8 +416,13 @@ class Engine:
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
                     "tags": json.dumps(list(cfg.tags)),
                 }
+                if transition.state.flapping:
+                    change.create |= {"title": f"{cfg.name} flapping", "flapping": 1}
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
+            elif d.kind in ("flapping_started", "flapping_stopped"):
+                change.update["flapping"] = int(d.kind == "flapping_started")
+                change.event_fields["incident.updated"] = {"changes": ["flapping"]}
             change.timeline.append((kind, self._mask(d.message) if d.message else result.message))
             if event:
                 change.events.append((event, reason))
@@ -565,8 +602,15 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     # -- upkeep ----------------------------------------------------------------------------
-    async def flush_results(self) -> None:
-        """Write the results gathered since the last flush; on failure keep them for the next one."""
+    async def flush_results(self, *, final: bool = False) -> None:
+        """Write the results (and the baselines' minutes that are over; ``final``: all) gathered
+        since the last flush; on failure keep them for the next one."""
+        if minutes := self.baselines.pending(everything=final):
+            try:
+                await self.store.run(self.store.baselines.save, minutes)
+            except Exception as exc:  # written with the next flush
+                self.baselines.retry(minutes)
+                log.warning("baselines.flush_failed", minutes=len(minutes), error=f"{type(exc).__name__}: {exc}")
         rows, self._unsaved = self._unsaved, []
         if not rows:
             return
@@ -587,7 +631,7 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.flush_results()
+        await self.flush_results(final=True)
 
     # -- commands of the people running an incident ---------------------------------------
     @asynccontextmanager
@@ -919,7 +963,10 @@ class Engine:
     # -- what others read ------------------------------------------------------------------
     def check_views(self) -> list[CheckView]:
         return [
-            CheckView(name, t.config.type, t.check.target, t.last, t.state.incident_id, t.last_details)
+            CheckView(
+                name, t.config.type, t.check.target, t.last, t.state.incident_id, t.last_details,
+                flapping=t.state.flapping, baseline=self.baselines.median(name),
+            )
             for name, t in self.tracked.items()
         ]
 

@@ -18,6 +18,13 @@ Rules, spelled out (these are the contract, see the README):
   and incident: never more than ``max_restarts`` attempts (successful or not) within ``within``
   seconds. When it is spent the incident records ``heal_exhausted`` once and escalates; heals
   resume if the window frees up.
+- ``open_when`` (an error rate, ``agent.rates``) replaces ``open_after``: the incident opens on the
+  first failing result at which the share of failing results in the window exceeds the rule.
+- Flapping (``agent.flapping``): when the flap share goes above ``high`` the check is flapping; its
+  incident (opened then if none is) records ``flapping_started`` once and neither resolves nor
+  heals (a heal awaiting its verdict gets none); once the share falls below ``low`` it records
+  ``flapping_stopped`` and the rules above apply again, from that result on. Streaks keep
+  counting meanwhile. Resolved by hand while flapping, a check opens nothing until it stops.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.durations import format_duration
+from agent.flapping import FlapRule, next_flapping
+from agent.rates import RateRule, Rates
 
 if TYPE_CHECKING:  # pragma: no cover
     from actions.healers.base import Healer
@@ -84,6 +93,10 @@ class _CheckSettings(Protocol):
     def open_after(self) -> float: ...
     @property
     def resolve_after(self) -> int: ...
+    @property
+    def open_rule(self) -> RateRule | None: ...
+    @property
+    def flap_rule(self) -> FlapRule | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,8 @@ class Policy:
     open_after: float
     resolve_after: int
     heal: HealPolicy | None = None
+    open_when: RateRule | None = None  # replaces open_after when set
+    flapping: FlapRule | None = None  # None: flapping is not watched
 
     @classmethod
     def for_check(
@@ -116,7 +131,13 @@ class Policy:
                 noun=healer.noun,
                 deed=healer.deed,
             )
-        return cls(open_after=check.open_after, resolve_after=check.resolve_after, heal=heal_policy)
+        return cls(
+            open_after=check.open_after,
+            resolve_after=check.resolve_after,
+            heal=heal_policy,
+            open_when=check.open_rule,
+            flapping=check.flap_rule,
+        )
 
 
 class HealBudget:
@@ -154,7 +175,12 @@ class HealBudget:
                 del self._attempts[key]
 
 
-DecisionKind = Literal["open", "resolve", "heal", "heal_succeeded", "heal_failed", "heal_exhausted", "dry_run"]
+NO_RATES = Rates()
+
+DecisionKind = Literal[
+    "open", "resolve", "heal", "heal_succeeded", "heal_failed", "heal_exhausted", "dry_run",
+    "flapping_started", "flapping_stopped",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +203,7 @@ class CheckState:
     last_heal: str | None = None  # attempted | succeeded | failed | exhausted | dry_run
     severity: str | None = None  # the open incident's severity now (opened at, raised, changed by hand)
     raised_to: str | None = None  # the most severe level a severity rule applied to this incident
+    flapping: bool = False  # a fact of the check, not of its incident: kept after it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,10 +255,17 @@ def evaluate(
     now: float,
     message: str = "",
     new_incident_id: Callable[[], str] = lambda: "inc_new",
+    rates: Rates = NO_RATES,
 ) -> Transition:
-    """Feed one result to the machine. Pure: ``state`` and ``budget`` are not changed."""
+    """Feed one result to the machine. Pure: ``state`` and ``budget`` are not changed.
+
+    ``rates`` are the check's window figures with this result in them (``agent.rates``)."""
     next_state = replace(state)
     decisions: list[Decision] = []
+    if (flapped := _flap_step(next_state, ok, started_at, policy, rates, new_incident_id)) is not None:
+        return flapped
+    if state.flapping and next_state.incident_id is not None:  # it just stopped: the rules apply again
+        decisions.append(Decision("flapping_stopped", _flap_text("stopped flapping", policy, rates)))
     if ok:
         next_state.failing_since = None
         next_state.passing_streak += 1
@@ -252,7 +286,12 @@ def evaluate(
     if next_state.failing_since is None:
         next_state.failing_since = started_at
     if next_state.incident_id is None:
-        if started_at - next_state.failing_since < policy.open_after:
+        if policy.open_when is not None:
+            share = rates.error_share
+            if share is None or not policy.open_when.exceeded(share):
+                return Transition(next_state)
+            message = f"error rate {share:.3g}% ({policy.open_when}): {message}"
+        elif started_at - next_state.failing_since < policy.open_after:
             return Transition(next_state)
         next_state.incident_id = new_incident_id()
         decisions.append(Decision("open", message))
@@ -260,6 +299,44 @@ def evaluate(
     if policy.heal is not None:
         heal = _heal_step(next_state, started_at, policy.heal, budget, now, decisions)
     return Transition(next_state, decisions, next_state.incident_id, heal)
+
+
+def _flap_step(
+    state: CheckState, ok: bool, started_at: float, policy: Policy, rates: Rates, new_incident_id: Callable[[], str]
+) -> Transition | None:
+    """Updates ``state.flapping``; the transition while the check flaps (None: the usual rules decide)."""
+    if policy.flapping is None or rates.flap_share is None:
+        state.flapping = False
+        return None
+    was = state.flapping
+    state.flapping = next_flapping(was, rates.flap_share, policy.flapping)
+    if not state.flapping:
+        return None
+    # Flapping: the streaks go on, nothing resolves, nothing heals.
+    if ok:
+        state.failing_since = None
+        state.passing_streak += 1
+    else:
+        state.passing_streak = 0
+        if state.failing_since is None:
+            state.failing_since = started_at
+    if was:
+        return Transition(state, [], state.incident_id)
+    state.verifying = False  # a heal made before is not judged: the check flaps whatever it did
+    text = _flap_text("flapping", policy, rates)
+    if state.incident_id is None:
+        state.incident_id = new_incident_id()
+        return Transition(state, [Decision("open", text)], state.incident_id)
+    return Transition(state, [Decision("flapping_started", text)], state.incident_id)
+
+
+def _flap_text(what: str, policy: Policy, rates: Rates) -> str:
+    if policy.flapping is None or rates.flap_share is None:
+        return f"{what}: flapping is no longer watched"
+    return (
+        f"{what}: {rates.flap_share:.3g}% of the last {policy.flapping.window} results changed state"
+        f" (weighted; high {policy.flapping.high:g}%, low {policy.flapping.low:g}%)"
+    )
 
 
 def _heal_step(

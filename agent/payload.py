@@ -34,6 +34,7 @@ def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
         "assignee": row.get("assignee"),
         "manual": bool(row.get("manual")),
         "in_maintenance": bool(row.get("in_maintenance")),
+        "flapping": bool(row.get("flapping")),
     }
 
 

@@ -169,7 +169,8 @@ async def test_without_a_token_every_route_is_open(api: Client) -> None:
 async def test_checks_shows_state_incident_and_last_result(api: Client) -> None:
     views = [
         CheckView("web", "http", "http://127.0.0.1/health", CheckResult("web", False, T0, 0.0123, "HTTP 500"), INC),
-        CheckView("db", "tcp", "127.0.0.1:5432", CheckResult("db", True, T0 + 1, 0.001, "connected"), None),
+        CheckView("db", "tcp", "127.0.0.1:5432", CheckResult("db", True, T0 + 1, 0.001, "connected"), None,
+                  flapping=True, baseline=0.00123),
         CheckView("disk", "command", "check_disk", CheckResult("disk", True, T0 + 2, 0.002, "DISK WARNING", warning=True),
                   None, {"perfdata": [{"label": "/", "value": 91.0, "uom": "%"}]}),
         CheckView("new", "tcp", "127.0.0.1:1", None, None),
@@ -179,15 +180,16 @@ async def test_checks_shows_state_incident_and_last_result(api: Client) -> None:
     assert body == {"checks": [
         {"name": "web", "type": "http", "target": "http://127.0.0.1/health", "state": "failing", "incident_id": INC,
          "last_result": {"at": "2026-11-18T11:06:40.000Z", "ok": False, "latency_ms": 12.3, "message": "HTTP 500",
-                         "status": "failing", "details": {}}},
+                         "status": "failing", "details": {}}, "flapping": False, "baseline_ms": None},
         {"name": "db", "type": "tcp", "target": "127.0.0.1:5432", "state": "passing", "incident_id": None,
          "last_result": {"at": "2026-11-18T11:06:41.000Z", "ok": True, "latency_ms": 1.0, "message": "connected",
-                         "status": "ok", "details": {}}},
+                         "status": "ok", "details": {}}, "flapping": True, "baseline_ms": 1.2},
         {"name": "disk", "type": "command", "target": "check_disk", "state": "passing", "incident_id": None,
          "last_result": {"at": "2026-11-18T11:06:42.000Z", "ok": True, "latency_ms": 2.0, "message": "DISK WARNING",
-                         "status": "warning", "details": {"perfdata": [{"label": "/", "value": 91.0, "uom": "%"}]}}},
+                         "status": "warning", "details": {"perfdata": [{"label": "/", "value": 91.0, "uom": "%"}]}},
+         "flapping": False, "baseline_ms": None},
         {"name": "new", "type": "tcp", "target": "127.0.0.1:1", "state": "unknown", "incident_id": None,
-         "last_result": None},
+         "last_result": None, "flapping": False, "baseline_ms": None},
     ]}
     assert checks_status(views) == body["checks"]
 

@@ -37,6 +37,7 @@ from pydantic import (
 
 from agent.config.errors import keyed_error, relocate, unknown_key
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
+from agent.config.rates import BaselineConfig, FlappingConfig, OpenWhen
 from agent.config.types import (
     ConfigModel,
     Count,
@@ -57,7 +58,9 @@ from agent.config.types import (
 from agent.durations import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
+    from agent.flapping import FlapRule
     from agent.maintenance import Window
+    from agent.rates import RateRule
 
 __all__ = [
     "DEFAULT_DOCKER_URL",
@@ -262,6 +265,9 @@ class DefaultsConfig(ConfigModel):
     open_on: OpenOn = "failing"
     notify: list[str] = Field(None, validate_default=True)  # every notifier
     severity_rules: list[SeverityRule] = Field(default_factory=list)
+    open_when: OpenWhen | None = None  # replaces open_after (inherited or not) where set
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -410,6 +416,21 @@ class CheckConfigBase(ConfigModel):
     heal: HealConfig | None = None
     tags: list[Name] = Field(default_factory=list)
     group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
+    open_when: OpenWhen | None = None
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
+
+    @property
+    def open_rule(self) -> RateRule | None:
+        """``open_when`` as the incident machine reads it (None: ``open_after`` decides)."""
+        from agent.rates import parse_rate_rule
+
+        return parse_rate_rule(self.open_when) if self.open_when is not None else None
+
+    @property
+    def flap_rule(self) -> FlapRule | None:
+        """``flapping`` as the incident machine reads it (None: not watched)."""
+        return self.flapping.rule()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """The agent's memory: one SQLite file in WAL mode under ``state_dir``, one repository per table.
 
-``Store`` owns the connection, its one thread and the migrations; the repositories
-(``results``, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``, ``silences``) own their SQL.
+``Store`` owns the connection, its one thread and the migrations; the repositories (``results``,
+``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``, ``silences``, ``baselines``) own their SQL.
 Every incident change and the events it causes are written in ONE transaction (``apply``),
 before anything slow happens, so a crash between the two is impossible. The schema grows by
 numbered migration files (``migrations/NNNN_name.sql``, ``PRAGMA user_version``).
@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.store.baselines import BaselinesRepo
 from agent.store.changes import Change, new_id
 from agent.store.events import EventsRepo
 from agent.store.evidence import EvidenceRepo
@@ -50,6 +51,8 @@ START_LOCK_WAIT = 3.0
 _SIDE_FILES = ("-wal", "-shm")
 SILENCES_KEPT = 7 * 86400.0
 """Seconds an ended silence stays in the database (the API lists it as expired for a day)."""
+BASELINES_KEPT = 86400.0
+"""Seconds of latency minutes kept: the longest ``baseline.window``."""
 
 
 class StoreUnusable(Exception):
@@ -91,6 +94,7 @@ class Store:
         self.events = EventsRepo(self)
         self.outbox = OutboxRepo(self)
         self.silences = SilencesRepo(self)
+        self.baselines = BaselinesRepo(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -280,4 +284,5 @@ class Store:
             }
             self.events.prune_undeliverable(now - delivered_events)
             self.silences.prune(now - SILENCES_KEPT)
+            self.baselines.prune(int((now - BASELINES_KEPT) // 60))
         return counts

@@ -25,6 +25,16 @@ class ResultsRepo(Repo):
         ).fetchall()
         return [dict(r) | {"ok": bool(r["ok"])} for r in reversed(rows)]
 
+    def seeds(self, check: str, since: float, at_least: int) -> list[tuple[float, bool]]:
+        """(started_at, ok) of the check's results from ``since`` on, and at least its last
+        ``at_least`` whatever their age, oldest first (the windows of ``agent.rates`` start from them)."""
+        rows = self.db.execute(
+            "SELECT started_at, ok FROM (SELECT id, started_at, ok, ROW_NUMBER() OVER (ORDER BY id DESC) AS n"
+            " FROM results WHERE check_name = ?) WHERE started_at >= ? OR n <= ? ORDER BY id",
+            (check, since, at_least),
+        ).fetchall()
+        return [(float(r[0]), bool(r[1])) for r in rows]
+
     def daily(self, since: float) -> list[tuple[str, int, int, int]]:
         """Per check and UTC day (days since the epoch) from ``since`` on: (check, day, passed, results)."""
         rows = self.db.execute(
