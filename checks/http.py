@@ -40,6 +40,7 @@ from checks.conditions import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
+    from yarl import URL
 
 BODY_READ_LIMIT = 64 * 1024
 """Bytes of body read at most; ``body_contains`` searches only these."""
@@ -180,6 +181,7 @@ class HttpCheck(Check[HttpCheckConfig]):
         self._method: str = config.method.upper()
         # Shown and stored everywhere (incidents, API, payloads): never the URL's credentials.
         self._target = redact_url(config.url)
+        self._url: URL | None = None
         self._headers: dict[str, str] | None = dict(config.headers) if config.headers else None
         self._ssl: bool | ssl.SSLContext = bool(config.verify_tls)
         # Extra CAs: a context of the system's CAs and the file's, made off the event loop at first use.
@@ -206,9 +208,13 @@ class HttpCheck(Check[HttpCheckConfig]):
             self._ssl = await asyncio.to_thread(client_context, True, self._ca_file)
         t0 = time.monotonic()
         try:
+            if self._url is None:
+                from yarl import URL  # aiohttp's own; parsed once, not on every request
+
+                self._url = URL(self.config.url)
             resp = await self.context.http.request(
                 self._method,
-                self.config.url,
+                self._url,
                 headers=self._headers,
                 ssl=self._ssl,
                 timeout=self._timeout,
