@@ -835,6 +835,8 @@ class Daemon:
             lambda: self.store.prune(
                 time.time(),
                 results_per_check=r.results_per_check,
+                minute_rollups=r.minute_rollups,
+                day_rollups=r.day_rollups,
                 delivered_events=r.delivered_events,
                 resolved_evidence=r.resolved_evidence,
             )
