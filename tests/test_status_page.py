@@ -62,7 +62,8 @@ def test_services_group_checks_and_roll_results_up_per_day() -> None:
     doc = build_status(title="T", now=T0, checks=checks, days=days, open_incidents=[], resolved=[])
     shop, dns = doc["services"][1], doc["services"][0]
     assert (shop["name"], shop["status"], dns["name"], dns["status"]) == ("Shop", "down", "dns", "unknown")
-    assert shop["checks"] == [{"name": "web", "status": "up"}, {"name": "api", "status": "down"}]
+    assert shop["checks"] == [{"name": "web", "status": "up", "uptime": 100.0},
+                              {"name": "api", "status": "down", "uptime": 50.0}]
     assert len(shop["days"]) == DAYS and shop["days"][-1]["date"] == "2026-11-18"
     assert shop["days"][0]["date"] == "2026-08-21"
     assert shop["days"][-1] == {"date": "2026-11-18", "uptime": 75.0, "level": "down"}

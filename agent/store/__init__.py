@@ -1,7 +1,8 @@
 """The agent's memory: one SQLite file in WAL mode under ``state_dir``, one repository per table.
 
 ``Store`` owns the connection, its one thread and the migrations; the repositories
-(``results`` with its roll-ups, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``, ``silences``) own their SQL.
+(``results`` with its roll-ups, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``,
+``silences``) own their SQL.
 Every incident change and the events it causes are written in ONE transaction (``apply``),
 before anything slow happens, so a crash between the two is impossible. The schema grows by
 numbered migration files (``migrations/NNNN_name.sql``, ``PRAGMA user_version``).
