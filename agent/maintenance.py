@@ -239,26 +239,25 @@ class Window:
         """When it is open, as (start, end) spans that end after ``now`` and begin before ``until``,
         earliest first, at most ``limit``. Occurrences of a cron window that overlap or touch make one
         span, and an ongoing span starts at the first of them; the walk is bounded (``_SPAN_STEPS``
-        occurrences), so a window that never closes shows as open for at most that many repeats."""
+        occurrences back and as many ahead), so a window that never closes shows a span of that many repeats."""
         if self.cron is None:
             if self.start is None or self.end is None or self.end <= now or self.start >= until:
                 return []
             return [(self.start, self.end)]
         cron, duration = self.cron, self.duration
-        steps = 0
-        begin = cron.last_start(now, duration)
-        if begin is not None:
-            while steps < _SPAN_STEPS:  # back over the occurrences that run into this one
-                earlier = cron.last_start(begin - 60, duration - 59)
-                if earlier is None:
-                    break
-                begin, steps = earlier, steps + 1
-        else:
-            begin = cron.next_start(now, until - now)
-            if begin is None:
-                return []
+        current = cron.last_start(now, duration)
+        if current is None:
+            current = cron.next_start(now, until - now)
+        if current is None:
+            return []
+        start, steps = current, 0
+        while steps < _SPAN_STEPS:  # back over the occurrences that run into the one open now
+            earlier = cron.last_start(start - 60, duration - 59)
+            if earlier is None:
+                break
+            start, steps = earlier, steps + 1
         found: list[tuple[float, float]] = []
-        start, end, current = begin, begin + duration, begin
+        end, steps = current + duration, 0
         while steps < _SPAN_STEPS:
             steps += 1
             later = cron.next_start(current + 60, until - current - 60)
