@@ -9,7 +9,9 @@ that silences it, and whether it still lets heals run (``heal: true``, windows o
 The cron matcher takes the five classic fields (minute, hour, day of month, month, day of week)
 with ``*``, numbers, ranges, lists, steps and the English three-letter names of months and
 days; times are UTC. A window is open from each moment its expression matches, for its
-duration. Written here rather than taken from a library: the whole grammar is a few dozen
+duration. The last and next matching minute are found a field at a time (a day that cannot match
+is skipped whole), not minute by minute: ``open_at`` runs for every result, and the status page
+lists a week of windows ahead. Written here rather than taken from a library: the whole grammar is a few dozen
 lines, and the agent's dependencies are kept to what it cannot do without.
 """
 
