@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent import status_page
 from agent.api import create_app
 from agent.engine import Engine
+from agent.maintenance import Match, Window
 from agent.status_page import DAY, DAYS, CheckState, build_status, public_incident, render_html, service_of
 from agent.store import Store
 from agent.timefmt import iso
@@ -169,8 +170,10 @@ class StoreStatus:
         days = await self.store.run(self.store.results.daily, T0 - DAYS * DAY)
         unresolved, resolved = await self.store.run(self.store.incidents.for_status_page, T0 - 7 * DAY, 10)
         checks = [CheckState("checkout-http", "Checkout", True), CheckState("login-http", "Login", True)]
+        windows = [Window("checkout-database-upgrade", Match(check=("checkout-http",)), start=T0 + DAY,
+                          end=T0 + DAY + 7200)]
         return build_status(title="Acme status", now=T0, checks=checks, days=days, open_incidents=unresolved,
-                            resolved=resolved)
+                            resolved=resolved, windows=windows)
 
 
 @pytest.fixture
