@@ -7,7 +7,7 @@ result a second, i.e. every check at a 1 s interval) for ``--minutes`` of simula
 injected clock, into a real SQLite store through the real repositories: one flush a simulated second
 (``store.results.add``, results and roll-ups in one transaction, as the daemon does every second)
 and retention (``store.prune`` with the config's default ``agent.retention``) at the start and every
-simulated hour, as the daemon does. It prints:
+simulated hour, as the daemon does (``--prune-every`` to try another period). It prints:
 
 - bytes per raw result, per minute roll-up and per day roll-up (SQLite's ``dbstat``: tables and
   indexes, pages as allocated);
@@ -73,7 +73,7 @@ def count(store: Store, table: str) -> int:
     return int(store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-def run(rate: int, checks: int, minutes: int, folder: Path) -> None:
+def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) -> None:
     retention = RetentionConfig()
     store = Store(folder / "lifeguard.db")
     store.open()
@@ -97,7 +97,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path) -> None:
     peak_rows = 0
     prune(T0)
     for second in range(minutes * 60):
-        if second and second % HOUR == 0:
+        if second and second % prune_every == 0:
             peak_rows = max(peak_rows, count(store, "results"))
             peak = peak or table_bytes(store)
             prune_ms.append(prune(T0 + second))
@@ -116,7 +116,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path) -> None:
 
     per_check_rate = rate / checks
     print(f"simulated: {rate} results/s over {checks} checks ({per_check_rate:g}/s each) for {minutes} min,"
-          f" flush every 1 s, prune at start and hourly; retention: results_per_check={retention.results_per_check},"
+          f" flush every 1 s, prune at start and every {prune_every} s; retention: results_per_check={retention.results_per_check},"
           f" minute_rollups={retention.minute_rollups / 86400:g}d, day_rollups={retention.day_rollups / 86400:g}d")
     print(f"results written: {written}")
     print(f"database file after the run (checkpointed): {file_bytes / 1e6:.1f} MB")
@@ -129,7 +129,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path) -> None:
         print(f"bytes per raw result: {raw_each:.0f} (results table + index, {raw_rows} rows)")
         print(f"bytes per minute roll-up: {minute_each:.0f} ({minute_rows} rows)")
         print(f"bytes per day roll-up: {day_each:.0f} ({day_rows} rows)")
-        raw_peak = checks * min(retention.results_per_check + per_check_rate * HOUR, per_check_rate * WEEK)
+        raw_peak = checks * min(retention.results_per_check + per_check_rate * prune_every, per_check_rate * WEEK)
         minutes_kept = min(WEEK, retention.minute_rollups) / 60
         minute_rows_week = checks * minutes_kept * min(1.0, per_check_rate * 60)
         day_rows_week = checks * 7
@@ -140,7 +140,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path) -> None:
               f" + day roll-ups {day_rows_week * day_each / 1e6:.2f} MB;"
               f" {week / (rate * WEEK):.2f} bytes per result written that week")
         if peak:
-            print(f"measured at the first hourly prune: raw results {peak['results'] / 1e6:.1f} MB ({peak_rows} rows)")
+            print(f"measured at the first prune after the start: raw results {peak['results'] / 1e6:.1f} MB ({peak_rows} rows)")
     print(f"flush cost: median {statistics.median(flush_ms):.2f} ms per 1,000 results"
           f" (worst {max(flush_ms):.2f}; {rate} results a flush)")
     print(f"prune cost: median {statistics.median(prune_ms):.0f} ms, worst {max(prune_ms):.0f} ms"
@@ -152,17 +152,19 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="results a second (default 1000)")
     parser.add_argument("--checks", type=int, default=0, help="distinct checks (default: --rate)")
     parser.add_argument("--minutes", type=int, default=70, help="simulated minutes (default 70)")
+    parser.add_argument("--prune-every", type=int, default=int(HOUR),
+                        help="simulated seconds between prunes (default 3600, as the agent)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the database (default: a temp dir)")
     args = parser.parse_args()
-    if args.rate < 1 or args.minutes < 1 or args.checks < 0:
-        parser.error("--rate and --minutes must be at least 1, --checks not negative")
+    if args.rate < 1 or args.minutes < 1 or args.checks < 0 or args.prune_every < 1:
+        parser.error("--rate, --minutes and --prune-every must be at least 1, --checks not negative")
     checks = args.checks or args.rate
     if args.dir is not None:
         args.dir.mkdir(parents=True, exist_ok=True)
-        run(args.rate, checks, args.minutes, args.dir)
+        run(args.rate, checks, args.minutes, args.dir, args.prune_every)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        run(args.rate, checks, args.minutes, Path(tmp))
+        run(args.rate, checks, args.minutes, Path(tmp), args.prune_every)
 
 
 if __name__ == "__main__":

@@ -107,30 +107,15 @@ class ResultsRepo(Repo):
 
     def prune(self, keep_per_check: int) -> int:
         """Keep the newest ``keep_per_check`` raw results of each check (their roll-ups stay)."""
-        # One index range per check (results_by_check) rather than a window over the whole table.
-        names = [
-            r[0]
-            for r in self.db.execute(
-                """
-                WITH RECURSIVE names(name) AS (
-                  SELECT MIN(check_name) FROM results
-                  UNION ALL
-                  SELECT (SELECT MIN(check_name) FROM results WHERE check_name > name) FROM names
-                  WHERE name IS NOT NULL)
-                SELECT name FROM names WHERE name IS NOT NULL
-                """
-            )
-        ]
-        removed = 0
-        for name in names:
-            removed += self.db.execute(
-                """
-                DELETE FROM results WHERE check_name = ?1 AND id <= (
-                  SELECT id FROM results WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)
-                """,
-                (name, keep_per_check),
-            ).rowcount
-        return removed
+        return self.db.execute(
+            """
+            DELETE FROM results WHERE id IN (
+              SELECT id FROM (
+                SELECT id, ROW_NUMBER() OVER (PARTITION BY check_name ORDER BY id DESC) AS n
+                FROM results) WHERE n > ?)
+            """,
+            (keep_per_check,),
+        ).rowcount
 
     def prune_rollups(self, minutes_before: float, days_before: float) -> tuple[int, int]:
         """Drop minute roll-ups of minutes that ended before ``minutes_before`` and day roll-ups of days
