@@ -98,8 +98,9 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
     prune(T0)
     for second in range(minutes * 60):
         if second and second % prune_every == 0:
-            peak_rows = max(peak_rows, count(store, "results"))
-            peak = peak or table_bytes(store)
+            rows_now = count(store, "results")
+            if rows_now > peak_rows:
+                peak_rows, peak = rows_now, table_bytes(store)
             prune_ms.append(prune(T0 + second))
         rows = batch(second, rate, checks, written)
         began = time.perf_counter()
@@ -140,7 +141,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
               f" + day roll-ups {day_rows_week * day_each / 1e6:.2f} MB;"
               f" {week / (rate * WEEK):.2f} bytes per result written that week")
         if peak:
-            print(f"measured at the first prune after the start: raw results {peak['results'] / 1e6:.1f} MB ({peak_rows} rows)")
+            print(f"measured, the most raw results just before a prune: raw results {peak['results'] / 1e6:.1f} MB ({peak_rows} rows)")
     print(f"flush cost: median {statistics.median(flush_ms):.2f} ms per 1,000 results"
           f" (worst {max(flush_ms):.2f}; {rate} results a flush)")
     print(f"prune cost: median {statistics.median(prune_ms):.0f} ms, worst {max(prune_ms):.0f} ms"
