@@ -116,7 +116,7 @@ def test_a_version_6_database_migrates_its_results_into_roll_ups(tmp_path: Path)
     store = Store(path)
     store.open()
     try:
-        assert store.schema_version() == 7
+        assert store.schema_version() == len(migrations()) >= 7
         assert [r["message"] for r in store.results.recent("web")] == ["ok", "HTTP 503", "ok"]
         assert store.db.execute("SELECT id FROM silences").fetchone()[0] == "sil_1"
         today = int(MIDNIGHT // DAY)
