@@ -144,7 +144,8 @@ class _StoreReader:
 
 class _StatusPage:
     """``api.StatusSource``: the checks as configured and as they last did, their per-day results
-    and the incidents, read on the store's thread and built into the public document."""
+    (the day roll-ups), the incidents and the maintenance windows, read on the store's thread and
+    built into the public document."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -158,11 +159,17 @@ class _StatusPage:
         now = time.time()
         store = self.daemon.store
         configured = {c.name: c for c in config.checks}
+        engine = self.daemon.engine
         checks = []
-        for view in self.daemon.engine.check_views():
+        for view in engine.check_views():
             cfg = configured.get(view.name)
             service = view.name if cfg is None else page.service_of(view.name, cfg.group, cfg.tags)
-            checks.append(page.CheckState(view.name, service, None if view.last is None else view.last.ok))
+            tracked = engine.tracked.get(view.name)
+            checks.append(page.CheckState(
+                view.name, service, None if view.last is None else view.last.ok,
+                tags=tuple(cfg.tags) if cfg is not None else (),
+                container=tracked.evidence_container if tracked is not None else None,
+            ))
         first_day = (int(now // page.DAY) - page.DAYS + 1) * page.DAY
         days = await store.run(store.results.daily, first_day)
         unresolved, resolved = await store.run(
@@ -175,6 +182,7 @@ class _StatusPage:
             days=days,
             open_incidents=unresolved,
             resolved=resolved,
+            windows=engine.windows,
         )
 
 
@@ -839,6 +847,8 @@ class Daemon:
             lambda: self.store.prune(
                 time.time(),
                 results_per_check=r.results_per_check,
+                minute_rollups=r.minute_rollups,
+                day_rollups=r.day_rollups,
                 delivered_events=r.delivered_events,
                 resolved_evidence=r.resolved_evidence,
             )

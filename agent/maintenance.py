@@ -9,7 +9,9 @@ that silences it, and whether it still lets heals run (``heal: true``, windows o
 The cron matcher takes the five classic fields (minute, hour, day of month, month, day of week)
 with ``*``, numbers, ranges, lists, steps and the English three-letter names of months and
 days; times are UTC. A window is open from each moment its expression matches, for its
-duration. Written here rather than taken from a library: the whole grammar is a few dozen
+duration. The last and next matching minute are found a field at a time (a day that cannot match
+is skipped whole), not minute by minute: ``open_at`` runs for every result, and the status page
+lists a week of windows ahead. Written here rather than taken from a library: the whole grammar is a few dozen
 lines, and the agent's dependencies are kept to what it cannot do without.
 """
 
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SILENCE_PREFIX = "sil"
+_DAY = 86400
+_SPAN_STEPS = 2000
 EXPIRED_LISTED = 24 * 3600.0
 """Seconds an expired silence stays listed (as ``expired``) before it is forgotten."""
 
@@ -92,6 +96,12 @@ class Cron:
     weekdays: frozenset[int]  # 0 = Sunday
     any_day: bool  # day of month is *
     any_weekday: bool  # day of week is *
+    _hours_sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _minutes_sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hours_sorted", tuple(sorted(self.hours)))
+        object.__setattr__(self, "_minutes_sorted", tuple(sorted(self.minutes)))
 
     @classmethod
     def parse(cls, text: str) -> Cron:
@@ -113,15 +123,65 @@ class Cron:
             return day_ok and weekday_ok
         return day_ok or weekday_ok
 
+    def day_matches(self, day: int) -> bool:
+        """Whether the UTC day ``day`` (days since the epoch) has matching minutes."""
+        t = time.gmtime(day * _DAY)
+        if t.tm_mon not in self.months:
+            return False
+        day_ok = t.tm_mday in self.days
+        weekday_ok = (t.tm_wday + 1) % 7 in self.weekdays
+        if self.any_day or self.any_weekday:
+            return day_ok and weekday_ok
+        return day_ok or weekday_ok
+
     def last_start(self, at: float, within: float) -> float | None:
-        """The latest matching minute in ``(at - within, at]``, or None."""
-        minute = at - at % 60
+        """The latest matching minute in ``(at - within, at]``, or None.
+
+        It steps back a field at a time (a day that does not match is skipped whole, then an hour,
+        then to the previous matching minute), so a week's search costs a few hundred steps at most."""
+        minute = int(at // 60) * 60
         earliest = at - within
         while minute > earliest:
-            if self.matches(minute):
-                return minute
-            minute -= 60
+            day_start = minute - minute % _DAY
+            if not self.day_matches(day_start // _DAY):
+                minute = day_start - 60
+                continue
+            hour = (minute - day_start) // 3600
+            if hour not in self.hours:
+                earlier = [h for h in self._hours_sorted if h < hour]
+                minute = day_start + earlier[-1] * 3600 + 59 * 60 if earlier else day_start - 60
+                continue
+            hour_start = day_start + hour * 3600
+            m = (minute - hour_start) // 60
+            if m in self.minutes:
+                return float(minute)
+            earlier = [x for x in self._minutes_sorted if x < m]
+            minute = hour_start + earlier[-1] * 60 if earlier else hour_start - 60
         return None
+
+    def next_start(self, at: float, within: float) -> float | None:
+        """The earliest matching minute in ``[at, at + within)``, or None (stepping forward as
+        ``last_start`` steps back)."""
+        minute = int(-(-at // 60)) * 60
+        latest = at + within
+        while minute < latest:
+            day_start = minute - minute % _DAY
+            if not self.day_matches(day_start // _DAY):
+                minute = day_start + _DAY
+                continue
+            hour = (minute - day_start) // 3600
+            if hour not in self.hours:
+                later = [h for h in self._hours_sorted if h > hour]
+                minute = day_start + later[0] * 3600 if later else day_start + _DAY
+                continue
+            hour_start = day_start + hour * 3600
+            m = (minute - hour_start) // 60
+            if m in self.minutes:
+                return float(minute)
+            later = [x for x in self._minutes_sorted if x > m]
+            minute = hour_start + later[0] * 60 if later else hour_start + 3600
+        return None
+
 
 
 def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> frozenset[int]:
@@ -176,6 +236,45 @@ class Window:
         if self.cron is not None:
             return self.cron.last_start(now, self.duration) is not None
         return self.start is not None and self.end is not None and self.start <= now < self.end
+
+    def spans(self, now: float, until: float, *, limit: int = 7) -> list[tuple[float, float]]:
+        """When it is open, as (start, end) spans that end after ``now`` and begin before ``until``,
+        earliest first, at most ``limit``. Occurrences of a cron window that overlap or touch make one
+        span, and an ongoing span starts at the first of them; the walk is bounded (``_SPAN_STEPS``
+        occurrences back and as many ahead), so a window that never closes shows a span of that many repeats."""
+        if self.cron is None:
+            if self.start is None or self.end is None or self.end <= now or self.start >= until:
+                return []
+            return [(self.start, self.end)]
+        cron, duration = self.cron, self.duration
+        current = cron.last_start(now, duration)
+        if current is None:
+            current = cron.next_start(now, until - now)
+        if current is None:
+            return []
+        start, steps = current, 0
+        while steps < _SPAN_STEPS:  # back over the occurrences that run into the one open now
+            earlier = cron.last_start(start - 60, duration - 59)
+            if earlier is None:
+                break
+            start, steps = earlier, steps + 1
+        found: list[tuple[float, float]] = []
+        end, steps = current + duration, 0
+        while steps < _SPAN_STEPS:
+            steps += 1
+            later = cron.next_start(current + 60, until - current - 60)
+            if later is None:
+                break
+            if later > end:
+                found.append((start, end))
+                if len(found) == limit:
+                    return found
+                start, end = later, later + duration
+            else:
+                end = max(end, later + duration)
+            current = later
+        found.append((start, end))
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """The public status page: what ``/status.json`` says and ``/status`` shows, built without I/O.
 
-``build_status`` turns the checks' current states, their per-day result counts and the incidents'
-snapshots into one document: the overall state (from the open incidents' severities), the services
-(checks grouped by ``group``, else their first tag, else their own name) with up/down and a 90-day
-uptime history, the open incidents in the public format (service, summary, status, started, impact,
-latest update, previous updates) and the recently resolved ones. It copies only public fields:
+``build_status`` turns the checks' current states, their per-day result counts (the store's day
+roll-ups, which outlive the raw results) and the incidents' snapshots into one document: the overall
+state (from the open incidents' severities), the services (checks grouped by ``group``, else their
+first tag, else their own name) with up/down and a 90-day uptime history, the open incidents in the
+public format (service, summary, status, started, impact, latest update, previous updates), the
+recently resolved ones and the config's maintenance windows open now or within a week (silences made
+through the API are internal: never shown). It copies only public fields:
 comments (internal or not), evidence, timelines, targets, containers, authors and check messages
 (which may name hosts) never reach it. ``render_html`` renders that document with the Jinja2
 template shipped beside the code; Jinja2 is imported only when a page is rendered.
@@ -19,12 +21,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from agent.maintenance import Window
 from agent.timefmt import iso
 
 DAYS = 90
 DAY = 86400
 RESOLVED_SHOWN_FOR = 7 * DAY  # resolved incidents listed for a week
 RESOLVED_SHOWN = 10
+MAINTENANCE_AHEAD = 7 * DAY  # scheduled maintenance listed a week ahead
+MAINTENANCE_SHOWN = 20
 TEMPLATE = Path(__file__).parent / "templates" / "status.html.j2"
 
 OVERALL_LABELS = {
@@ -48,11 +53,14 @@ PHASE_LABELS = {
 
 @dataclass(frozen=True, slots=True)
 class CheckState:
-    """One configured check as the status page knows it: its name, its service, up or down."""
+    """One configured check as the status page knows it: its name, its service, up or down, and what
+    maintenance windows match it by (tags, container), never shown."""
 
     name: str
     service: str
     up: bool | None  # None: no result yet
+    tags: tuple[str, ...] = ()
+    container: str | None = None
 
 
 DayCount = tuple[str, int, int, int]
@@ -84,6 +92,35 @@ def _date(day: int) -> str:
     return datetime.fromtimestamp(day * DAY, UTC).strftime("%Y-%m-%d")
 
 
+def _uptime(ok: int, total: int) -> float | None:
+    return None if total == 0 else round(100.0 * ok / total, 2)
+
+
+def scheduled_maintenance(windows: Sequence[Window], checks: Sequence[CheckState], now: float) -> list[dict[str, Any]]:
+    """The maintenance windows of the config that are open now or open within ``MAINTENANCE_AHEAD``
+    and cover a shown check: name, "In progress" or "Scheduled", start, end and the services they
+    affect; earliest first, at most ``MAINTENANCE_SHOWN``. Silences are internal and never listed."""
+    found: list[tuple[float, str, dict[str, Any]]] = []
+    for window in windows:
+        services = sorted(
+            {c.service for c in checks if window.match.covers(c.name, c.tags, c.container)}, key=str.casefold
+        )
+        if not services:
+            continue
+        for start, end in window.spans(now, now + MAINTENANCE_AHEAD):
+            ongoing = start <= now
+            found.append((start, window.name, {
+                "name": window.name,
+                "status": "In progress" if ongoing else "Scheduled",
+                "in_progress": ongoing,
+                "starts_at": iso(start),
+                "ends_at": iso(end),
+                "services": services,
+            }))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [item for _, _, item in found[:MAINTENANCE_SHOWN]]
+
+
 def build_status(
     *,
     title: str,
@@ -92,18 +129,24 @@ def build_status(
     days: Iterable[DayCount],
     open_incidents: Sequence[Mapping[str, Any]],
     resolved: Sequence[Mapping[str, Any]],
+    windows: Sequence[Window] = (),
 ) -> dict[str, Any]:
-    """The status document (see the module's doc). ``open_incidents`` and ``resolved`` are incident
-    snapshots (``payload.incident_snapshot``); only their public fields are copied."""
+    """The status document (see the module's doc). ``days`` are the per-day roll-ups of the checks'
+    results; ``open_incidents`` and ``resolved`` are incident snapshots (``payload.incident_snapshot``),
+    of which only the public fields are copied; ``windows`` the config's maintenance windows."""
     today = int(now // DAY)
     first = today - DAYS + 1
     service_by_check = {c.name: c.service for c in checks}
     counts: dict[tuple[str, int], list[int]] = {}
+    per_check: dict[str, list[int]] = {}
     for check, day, ok, total in days:
         service = service_by_check.get(check)
         if service is None or not first <= day <= today:
             continue
         tally = counts.setdefault((service, day), [0, 0])
+        tally[0] += ok
+        tally[1] += total
+        tally = per_check.setdefault(check, [0, 0])
         tally[0] += ok
         tally[1] += total
 
@@ -123,14 +166,17 @@ def build_status(
         for day in range(first, today + 1):
             ok, total = counts.get((name, day), (0, 0))
             ok_all, total_all = ok_all + ok, total_all + total
-            uptime = None if total == 0 else round(100.0 * ok / total, 2)
+            uptime = _uptime(ok, total)
             bars.append({"date": _date(day), "uptime": uptime, "level": _day_level(uptime)})
         services.append(
             {
                 "name": name,
                 "status": status,
-                "checks": [{"name": c.name, "status": _up_down(c.up)} for c in members],
-                "uptime": None if total_all == 0 else round(100.0 * ok_all / total_all, 2),
+                "checks": [
+                    {"name": c.name, "status": _up_down(c.up), "uptime": _uptime(*per_check.get(c.name, (0, 0)))}
+                    for c in members
+                ],
+                "uptime": _uptime(ok_all, total_all),
                 "days": bars,
             }
         )
@@ -144,6 +190,7 @@ def build_status(
         "services": services,
         "incidents": [public_incident(i, service_by_check) for i in open_incidents],
         "resolved": [public_incident(i, service_by_check) for i in recent],
+        "maintenance": scheduled_maintenance(windows, checks, now),
     }
 
 

@@ -183,8 +183,13 @@ class Status:
 
         incident = dict(Reader.incident_doc, phase="identified", manual=False, affected_services=[], updates=[
             {"at": "2026-11-18T11:06:40.000Z", "author": "ann", "phase": "identified", "message": "Rolling back"}])
+        from agent.maintenance import Cron, Window
+
+        windows = [Window("db-upgrade", start=T0 + 3600, end=T0 + 7200),
+                   Window("nightly", cron=Cron.parse("0 3 * * *"), duration=1800)]
         return build_status(title="Acme status", now=T0, checks=[CheckState("web", "Shop", False)],
-                            days=[("web", int(T0 // 86400), 3, 4)], open_incidents=[incident], resolved=[])
+                            days=[("web", int(T0 // 86400), 3, 4)], open_incidents=[incident], resolved=[],
+                            windows=windows)
 
 
 def snapshot() -> Snapshot:

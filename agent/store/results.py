@@ -1,4 +1,11 @@
-"""Check results: the history that evidence shows and the API reports, bounded per check."""
+"""Check results: the raw history that evidence shows and the API reports, bounded per check, and
+its roll-ups per check and UTC minute and day, which outlive it (the status page's 90 days).
+
+A flush writes its results and updates the roll-ups in one transaction: the batch is first summed
+in Python per (check, minute) and per (check, day), so a flush costs one UPSERT per check and
+minute (and day) it touches, however many results it carries. Minutes and days are numbered since
+the epoch (``started_at // 60``, ``started_at // 86400``), UTC.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,67 @@ from agent.store._repo import Repo
 ResultRow = tuple[str, float, bool, float, str]
 """(check, started_at, ok, latency, message)"""
 
+MINUTE = 60
+DAY = 86400
+
+Tally = list[float]
+"""[total, failing, latency sum, latency max] of one check in one minute or day"""
+
+_UPSERT = """
+INSERT INTO {table} ({unit}, check_name, total, failing, latency_sum, latency_max) VALUES (?,?,?,?,?,?)
+ON CONFLICT ({unit}, check_name) DO UPDATE SET
+  total = total + excluded.total,
+  failing = failing + excluded.failing,
+  latency_sum = latency_sum + excluded.latency_sum,
+  latency_max = MAX(latency_max, excluded.latency_max)
+"""
+_UPSERT_MINUTE = _UPSERT.format(table="results_minute", unit="minute")
+_UPSERT_DAY = _UPSERT.format(table="results_day", unit="day")
+
+
+def roll_up(rows: Iterable[ResultRow]) -> tuple[dict[tuple[int, str], Tally], dict[tuple[int, str], Tally]]:
+    """The rows summed per (minute, check) and per (day, check)."""
+    minutes: dict[tuple[int, str], Tally] = {}
+    for check, started_at, ok, latency, _ in rows:
+        key = (int(started_at // MINUTE), check)
+        tally = minutes.get(key)
+        if tally is None:
+            minutes[key] = [1, 0 if ok else 1, latency, latency]
+            continue
+        tally[0] += 1
+        tally[1] += 0 if ok else 1
+        tally[2] += latency
+        if latency > tally[3]:
+            tally[3] = latency
+    days: dict[tuple[int, str], Tally] = {}
+    for (minute, check), (total, failing, latency_sum, latency_max) in minutes.items():
+        key = (minute * MINUTE // DAY, check)
+        tally = days.get(key)
+        if tally is None:
+            days[key] = [total, failing, latency_sum, latency_max]
+            continue
+        tally[0] += total
+        tally[1] += failing
+        tally[2] += latency_sum
+        tally[3] = max(tally[3], latency_max)
+    return minutes, days
+
+
+def _params(tallies: dict[tuple[int, str], Tally]) -> list[tuple[int, str, int, int, float, float]]:
+    return [(unit, check, int(t[0]), int(t[1]), t[2], t[3]) for (unit, check), t in tallies.items()]
+
 
 class ResultsRepo(Repo):
     def add(self, rows: Iterable[ResultRow]) -> None:
+        """Write results and add them to the minute and day roll-ups, in one transaction."""
+        rows = list(rows)
+        minutes, days = roll_up(rows)
         with self._store.transaction():
             self.db.executemany(
                 "INSERT INTO results (check_name, started_at, ok, latency, message) VALUES (?,?,?,?,?)", rows
             )
+            self.db.executemany(_UPSERT_MINUTE, _params(minutes))
+            self.db.executemany(_UPSERT_DAY, _params(days))
 
     def recent(self, check: str, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -36,15 +97,26 @@ class ResultsRepo(Repo):
         return [(float(r[0]), bool(r[1])) for r in rows]
 
     def daily(self, since: float) -> list[tuple[str, int, int, int]]:
-        """Per check and UTC day (days since the epoch) from ``since`` on: (check, day, passed, results)."""
+        """Per check and UTC day (days since the epoch) from the day ``since`` falls in on, from the day
+        roll-ups (today's so far): (check, day, passed, results)."""
         rows = self.db.execute(
-            "SELECT check_name, CAST(started_at / 86400 AS INTEGER) AS day, SUM(ok), COUNT(*) FROM results"
-            " WHERE started_at >= ? GROUP BY check_name, day ORDER BY check_name, day",
-            (since,),
+            "SELECT check_name, day, total - failing, total FROM results_day WHERE day >= ? ORDER BY check_name, day",
+            (int(since // DAY),),
         ).fetchall()
         return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
+    def per_minute(self, check: str, since: float, until: float) -> list[dict[str, Any]]:
+        """The minute roll-ups of one check in ``[since, until)``, oldest first: minute (its start, epoch
+        seconds), total, failing, latency_sum, latency_max."""
+        rows = self.db.execute(
+            "SELECT minute, total, failing, latency_sum, latency_max FROM results_minute"
+            " WHERE minute >= ? AND minute < ? AND check_name = ? ORDER BY minute",
+            (int(since // MINUTE), int(-(-until // MINUTE)), check),
+        ).fetchall()
+        return [dict(r) | {"minute": int(r["minute"]) * MINUTE} for r in rows]
+
     def prune(self, keep_per_check: int) -> int:
+        """Keep the newest ``keep_per_check`` raw results of each check (their roll-ups stay)."""
         return self.db.execute(
             """
             DELETE FROM results WHERE id IN (
@@ -54,3 +126,12 @@ class ResultsRepo(Repo):
             """,
             (keep_per_check,),
         ).rowcount
+
+    def prune_rollups(self, minutes_before: float, days_before: float) -> tuple[int, int]:
+        """Drop minute roll-ups of minutes that ended before ``minutes_before`` and day roll-ups of days
+        that ended before ``days_before``: (minutes removed, days removed)."""
+        minutes = self.db.execute(
+            "DELETE FROM results_minute WHERE minute < ?", (int(minutes_before // MINUTE),)
+        ).rowcount
+        days = self.db.execute("DELETE FROM results_day WHERE day < ?", (int(days_before // DAY),)).rowcount
+        return minutes, days
