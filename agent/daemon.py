@@ -67,6 +67,8 @@ MAINTENANCE_EVERY = 5.0  # seconds between looks for maintenance that ended (sil
 FIGURES_EVERY = 2.0  # the outbox's figures /health shows are read this often
 STORE_SLOW = 5.0  # a read the store keeps waiting longer makes /health say degraded
 PRUNE_EVERY = 3600.0
+TRIM_EVERY = 60.0  # raw results beyond retention.results_per_check are removed this often...
+TRIM_CHUNK = 100  # ...this many checks per store call, so incident writes never wait long behind it
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_STORAGE, EXIT_ADDRESS = 3, 4  # a refused start (2, a bad config, is the command line's)
 
@@ -642,6 +644,7 @@ class Daemon:
         self._upkeep = [
             spawn("upkeep:flush", self._every(FLUSH_EVERY, self.engine.flush_results)),
             spawn("upkeep:prune", self._every(PRUNE_EVERY, self._prune, first=0.0)),
+            spawn("upkeep:trim", self._every(TRIM_EVERY, self._trim_results)),
             spawn("upkeep:figures", self._every(FIGURES_EVERY, self.reader.refresh_outbox)),
             spawn("upkeep:maintenance", self._every(MAINTENANCE_EVERY, self.engine.release_maintenance)),
         ]
@@ -840,6 +843,15 @@ class Daemon:
             except Exception:
                 log.exception("upkeep.failed", task=getattr(fn, "__name__", str(fn)))
             await asyncio.sleep(period)
+
+    async def _trim_results(self) -> None:
+        keep = self.config.agent.retention.results_per_check
+        names = list(self.engine.tracked)
+        removed = 0
+        for i in range(0, len(names), TRIM_CHUNK):
+            removed += await self.store.run(self.store.trim_results, names[i : i + TRIM_CHUNK], keep)
+        if removed:
+            log.debug("store.trimmed", results=removed)
 
     async def _prune(self) -> None:
         r = self.config.agent.retention

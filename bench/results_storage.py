@@ -6,17 +6,20 @@ It simulates ``--rate`` results a second spread over ``--checks`` checks (defaul
 result a second, i.e. every check at a 1 s interval) for ``--minutes`` of simulated time, on an
 injected clock, into a real SQLite store through the real repositories: one flush a simulated second
 (``store.results.add``, results and roll-ups in one transaction, as the daemon does every second)
-and retention (``store.prune`` with the config's default ``agent.retention``) at the start and every
-simulated hour, as the daemon does (``--prune-every`` to try another period). It prints:
+and retention as the daemon does it: raw results beyond ``results_per_check`` trimmed every simulated
+minute, 100 checks a store call (``store.trim_results``), and ``store.prune`` with the config's
+default ``agent.retention`` at the start and every simulated hour (``--prune-every`` to try another
+period). It prints:
 
 - bytes per raw result, per minute roll-up and per day roll-up (SQLite's ``dbstat``: tables and
   indexes, pages as allocated);
 - the database after a simulated week at ``--rate``, EXTRAPOLATED from those figures (a week at
   1,000 results/s is 605 M results; simulating it would take hours): raw results at their peak
-  (``results_per_check`` per check plus an hour of results, just before the hourly prune: SQLite
+  (``results_per_check`` per check plus a minute of results, just before a trim: SQLite
   reuses freed pages but does not shrink the file), one minute roll-up per check and minute for
   ``min(7 d, minute_rollups)``, one day roll-up per check and day;
 - flush cost: the median (and the worst) milliseconds per 1,000 results written;
+- trim cost: the median and worst milliseconds of one trim call (what an incident write may wait);
 - prune cost: the median and worst milliseconds of the hourly prunes.
 
 Figures only, no pass/fail: it measures this machine, at this moment.
@@ -73,6 +76,10 @@ def count(store: Store, table: str) -> int:
     return int(store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
+TRIM_EVERY = 60  # as the daemon: raw results beyond retention trimmed every minute...
+TRIM_CHUNK = 100  # ...a chunk of checks per store call
+
+
 def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) -> None:
     retention = RetentionConfig()
     store = Store(folder / "lifeguard.db")
@@ -90,8 +97,19 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
         )
         return (time.perf_counter() - began) * 1000
 
+    names = [f"check-{i:05d}" for i in range(checks)]
+
+    def trim() -> list[float]:
+        spent = []
+        for i in range(0, len(names), TRIM_CHUNK):
+            began = time.perf_counter()
+            store.trim_results(names[i : i + TRIM_CHUNK], retention.results_per_check)
+            spent.append((time.perf_counter() - began) * 1000)
+        return spent
+
     flush_ms: list[float] = []
     prune_ms: list[float] = []
+    trim_ms: list[float] = []
     written = 0
     peak: dict[str, int] = {}
     peak_rows = 0
@@ -102,6 +120,11 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
             if rows_now > peak_rows:
                 peak_rows, peak = rows_now, table_bytes(store)
             prune_ms.append(prune(T0 + second))
+        if second and second % TRIM_EVERY == 0:
+            rows_now = count(store, "results")
+            if rows_now > peak_rows:
+                peak_rows, peak = rows_now, table_bytes(store)
+            trim_ms.extend(trim())
         rows = batch(second, rate, checks, written)
         began = time.perf_counter()
         store.results.add(rows)
@@ -130,7 +153,7 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
         print(f"bytes per raw result: {raw_each:.0f} (results table + index, {raw_rows} rows)")
         print(f"bytes per minute roll-up: {minute_each:.0f} ({minute_rows} rows)")
         print(f"bytes per day roll-up: {day_each:.0f} ({day_rows} rows)")
-        raw_peak = checks * min(retention.results_per_check + per_check_rate * prune_every, per_check_rate * WEEK)
+        raw_peak = checks * min(retention.results_per_check + per_check_rate * TRIM_EVERY, per_check_rate * WEEK)
         minutes_kept = min(WEEK, retention.minute_rollups) / 60
         minute_rows_week = checks * minutes_kept * min(1.0, per_check_rate * 60)
         day_rows_week = checks * 7
@@ -144,6 +167,9 @@ def run(rate: int, checks: int, minutes: int, folder: Path, prune_every: int) ->
             print(f"measured, the most raw results just before a prune: raw results {peak['results'] / 1e6:.1f} MB ({peak_rows} rows)")
     print(f"flush cost: median {statistics.median(flush_ms):.2f} ms per 1,000 results"
           f" (worst {max(flush_ms):.2f}; {rate} results a flush)")
+    if trim_ms:
+        print(f"trim cost (every {TRIM_EVERY} s, {TRIM_CHUNK} checks a store call): median {statistics.median(trim_ms):.1f} ms,"
+              f" worst {max(trim_ms):.1f} ms per call ({len(trim_ms)} calls)")
     print(f"prune cost: median {statistics.median(prune_ms):.0f} ms, worst {max(prune_ms):.0f} ms"
           f" ({len(prune_ms)} prunes)")
 

@@ -128,7 +128,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
     assert config.agent.log_level == "info"
     assert (config.agent.status_page, config.agent.status_title) == (True, None)
     assert config.agent.retention.model_dump() == {
-        "results_per_check": 1000, "minute_rollups": 1209600.0, "day_rollups": 34560000.0,
+        "results_per_check": 1000, "minute_rollups": 172800.0, "day_rollups": 34560000.0,
         "delivered_events": 604800.0, "resolved_evidence": 2592000.0,
     }
     assert config.agent.delivery.model_dump() == {"retry_initial": 1.0, "retry_max": 300.0, "evidence_wait": 3.0}

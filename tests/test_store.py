@@ -275,3 +275,15 @@ def test_move_aside_renames_the_database_and_its_wal_together(tmp_path: Path) ->
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "lifeguard.db" not in names
     assert "lifeguard.db.corrupt-20260101T000000Z" in names and "lifeguard.db.corrupt-20260101T000000Z-wal" in names
+
+
+def test_trim_keeps_the_newest_results_of_the_checks_named_and_their_roll_ups(store: Store) -> None:
+    rows = [(name, 1000.0 + i, i % 3 != 0, 0.01, "ok") for name in ("a", "b", "c") for i in range(30)]
+    store.results.add(rows)
+    minutes_before = store.db.execute("SELECT SUM(total) FROM results_minute").fetchone()[0]
+    assert store.trim_results(["a", "b", "nope"], 10) == 40
+    kept = {n: [r["started_at"] for r in store.results.recent(n, 100)] for n in ("a", "b", "c")}
+    assert kept["a"] == kept["b"] == [1000.0 + i for i in range(20, 30)]  # the newest ten, oldest first
+    assert len(kept["c"]) == 30
+    assert store.trim_results(["a"], 10) == 0  # nothing beyond the ten left
+    assert store.db.execute("SELECT SUM(total) FROM results_minute").fetchone()[0] == minutes_before

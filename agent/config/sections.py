@@ -144,7 +144,7 @@ class RetentionConfig(ConfigModel):
     """How long the store keeps what it no longer needs."""
 
     results_per_check: Count = 1000
-    minute_rollups: PositiveDuration = 14 * 86400.0  # per check and minute: total, failing, latency
+    minute_rollups: PositiveDuration = 2 * 86400.0  # per check and minute: total, failing, latency
     day_rollups: PositiveDuration = 400 * 86400.0  # per check and day: the status page's 90 days
     delivered_events: PositiveDuration = 7 * 86400.0
     resolved_evidence: PositiveDuration = 30 * 86400.0

@@ -25,7 +25,7 @@ import re
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +54,7 @@ SILENCES_KEPT = 7 * 86400.0
 """Seconds an ended silence stays in the database (the API lists it as expired for a day)."""
 BASELINES_KEPT = 86400.0
 """Seconds of latency minutes kept: the longest ``baseline.window``."""
-MINUTE_ROLLUPS_KEPT = 14 * 86400.0
+MINUTE_ROLLUPS_KEPT = 2 * 86400.0
 """Seconds the per-minute roll-ups of check results are kept (``retention.minute_rollups``)."""
 DAY_ROLLUPS_KEPT = 400 * 86400.0
 """Seconds the per-day roll-ups of check results are kept (``retention.day_rollups``)."""
@@ -278,6 +278,13 @@ class Store:
             return snapshot
 
     # -- retention -------------------------------------------------------------------------
+    def trim_results(self, names: Sequence[str], keep_per_check: int) -> int:
+        """Raw results beyond the newest ``keep_per_check`` of these checks, removed in one short
+        transaction (the daemon trims every minute, a chunk of checks at a time, so the store's one
+        thread is never held for long and the raw table never grows past an hour's worth)."""
+        with self.transaction():
+            return self.results.trim(names, keep_per_check)
+
     def prune(
         self,
         now: float,

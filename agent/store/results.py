@@ -117,15 +117,23 @@ class ResultsRepo(Repo):
 
     def prune(self, keep_per_check: int) -> int:
         """Keep the newest ``keep_per_check`` raw results of each check (their roll-ups stay)."""
-        return self.db.execute(
-            """
-            DELETE FROM results WHERE id IN (
-              SELECT id FROM (
-                SELECT id, ROW_NUMBER() OVER (PARTITION BY check_name ORDER BY id DESC) AS n
-                FROM results) WHERE n > ?)
-            """,
-            (keep_per_check,),
-        ).rowcount
+        names = [r[0] for r in self.db.execute("SELECT DISTINCT check_name FROM results")]
+        return self.trim(names, keep_per_check)
+
+    def trim(self, names: Iterable[str], keep_per_check: int) -> int:
+        """Keep the newest ``keep_per_check`` raw results of each named check: per check, one index
+        seek for the oldest kept id and one range delete below it, so the cost is what is deleted."""
+        removed = 0
+        for name in names:
+            row = self.db.execute(
+                "SELECT id FROM results WHERE check_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (name, keep_per_check - 1),
+            ).fetchone()
+            if row is not None:
+                removed += self.db.execute(
+                    "DELETE FROM results WHERE check_name = ? AND id < ?", (name, row[0])
+                ).rowcount
+        return removed
 
     def prune_rollups(self, minutes_before: float, days_before: float) -> tuple[int, int]:
         """Drop minute roll-ups of minutes that ended before ``minutes_before`` and day roll-ups of days
