@@ -30,7 +30,7 @@ from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
 from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
-from agent.policies import Due, PoliciesConfig, due
+from agent.policies import DEFAULT_POSTMORTEM_AFTER, Due, PoliciesConfig, due, postmortem_required
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
 from agent.store import Change, ResultRow, Store, new_id
@@ -156,9 +156,13 @@ class Engine:
         clock: Callable[[], float] = time.time,
         policies: PoliciesConfig | None = None,
         maintenance: Sequence[Window] = (),
+        postmortem_after: float = DEFAULT_POSTMORTEM_AFTER,
+        on_resolved: Callable[[str], None] = lambda _incident_id: None,
     ) -> None:
         self.store = store
         self.policies = policies or PoliciesConfig()
+        self.postmortem_after = postmortem_after
+        self.on_resolved = on_resolved  # after a resolve committed (the postmortem writer listens)
         self.windows = list(maintenance)
         self._silences: dict[str, Silence] = {}
         self._in_maintenance: set[str] = set()  # open incidents recorded in maintenance, not yet notified
@@ -210,7 +214,10 @@ class Engine:
         change = Change(
             incident_id=row["id"],
             at=now,
-            update={"status": "resolved", "resolved_at": now, "resolve_reason": "check_removed"},
+            update={
+                "status": "resolved", "resolved_at": now, "resolve_reason": "check_removed",
+                **await self._postmortem_judged(row["id"], now),
+            },
             timeline=[("resolved", "check removed from the config")],
             events=[("incident.resolved", None)],
             notifiers=self._notify_all if notifiers is None else notifiers,
@@ -219,6 +226,7 @@ class Engine:
         await self.store.run(self.store.apply, change)
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
+        self.on_resolved(row["id"])
 
     # -- a reload --------------------------------------------------------------------------
     async def add_check(self, check: AnyCheck) -> None:
@@ -342,9 +350,11 @@ class Engine:
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
                     "tags": json.dumps(list(cfg.tags)),
+                    "failing_since": transition.state.failing_since,  # for MTTD: the state forgets it
                 }
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
+                change.update.update(await self._postmortem_judged(incident_id, now))
             change.timeline.append((kind, d.message or result.message))
             if event:
                 change.events.append((event, reason))
@@ -380,9 +390,36 @@ class Engine:
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
         if "resolve" in kinds:
+            self._evidence_done.setdefault((incident_id, "resolved"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
+            self.on_resolved(incident_id)
         if "heal" in kinds and tracked.healer is not None:
             self._spawn(self._heal(tracked, incident_id, tracked.healer))
+
+    async def _postmortem_judged(self, incident_id: str, now: float) -> dict[str, Any]:
+        """``postmortem_required`` of an incident resolving now, by its policy and how long it lasted."""
+        row = await self.store.run(self.store.incidents.row, incident_id)
+        if row is None:
+            return {}
+        policy = self.policies.of(row["severity"])
+        return {"postmortem_required": int(postmortem_required(policy, row["opened_at"], now, self.postmortem_after))}
+
+    async def record_postmortem(self, incident_id: str, path: str) -> dict[str, Any]:
+        """Record where the incident's postmortem draft was written (once; nothing is sent)."""
+        async with self._held(incident_id) as (row, tracked):
+            if row.get("postmortem_path") == path:
+                found = await self.store.run(self.store.incidents.get, incident_id)
+                assert found is not None
+                return found
+            change = Change(
+                incident_id, self.clock(), update={"postmortem_path": path},
+                timeline=[("postmortem", f"postmortem draft written to {path}")],
+            )
+            await self.store.run(self.store.apply, change)
+        log.info("incident.postmortem", incident_id=incident_id, path=path)
+        found = await self.store.run(self.store.incidents.get, incident_id)
+        assert found is not None
+        return found
 
     def _filter(self, change: Change, severity: str) -> None:
         """Each event of the change goes to the check's notifiers whose filters take it."""
@@ -686,6 +723,11 @@ class Engine:
                 update={
                     "status": "resolved", "resolved_at": now, "resolve_reason": "by_hand", "resolved_by": by,
                     "phase": "resolved",
+                    "postmortem_required": int(
+                        postmortem_required(
+                            self.policies.of(row["severity"]), row["opened_at"], now, self.postmortem_after
+                        )
+                    ),
                     **{k: json.dumps(v) if k == "follow_ups" else v for k, v in resolution.items()},
                 },
                 state=None if state is None else state.to_json(),
@@ -698,6 +740,7 @@ class Engine:
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
+        self.on_resolved(incident_id)
         return found
 
     async def fire_policy(self, item: Due) -> bool:

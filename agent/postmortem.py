@@ -23,7 +23,7 @@ import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,14 +133,14 @@ def draft_context(
 def evidence_highlights(opened: Mapping[str, Any] | None, resolved: Mapping[str, Any] | None) -> dict[str, Any]:
     """What a reader of the postmortem wants from the bundles: the failing response's status, the
     last failing message, the container's exit code, OOMKilled and last log lines, host pressure."""
-    bundle = opened or resolved or {}
-    response = bundle.get("response") if isinstance(bundle.get("response"), Mapping) else None
-    checks = bundle.get("checks") if isinstance(bundle.get("checks"), list) else []
+    bundle: Mapping[str, Any] = opened or resolved or {}
+    response = _mapping(bundle.get("response"))
+    checks: list[Any] = _list(bundle.get("checks"))
     failing = [c for c in checks if isinstance(c, Mapping) and not c.get("ok")]
-    container = bundle.get("container") if isinstance(bundle.get("container"), Mapping) else None
-    state = container.get("state") if container and isinstance(container.get("state"), Mapping) else {}
-    logs = container.get("logs") if container and isinstance(container.get("logs"), list) else []
-    host = bundle.get("host") if isinstance(bundle.get("host"), Mapping) else None
+    container = _mapping(bundle.get("container"))
+    state: Mapping[str, Any] = _mapping(container.get("state")) or {} if container else {}
+    logs: list[Any] = _list(container.get("logs")) if container else []
+    host = _mapping(bundle.get("host"))
     return {
         "collected": bool(opened or resolved),
         "collected_at": bundle.get("collected_at"),
@@ -161,12 +161,20 @@ def evidence_highlights(opened: Mapping[str, Any] | None, resolved: Mapping[str,
     }
 
 
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _host(host: Mapping[str, Any]) -> dict[str, Any]:
     if host.get("error"):
         return {"error": host.get("error"), "cpu_percent": None, "memory_percent": None, "load_avg": None,
                 "disks": [], "pressure": []}
-    memory = host.get("memory") if isinstance(host.get("memory"), Mapping) else {}
-    disks = [d for d in host.get("disk") or [] if isinstance(d, Mapping) and d.get("percent") is not None]
+    memory: Mapping[str, Any] = _mapping(host.get("memory")) or {}
+    disks = [d for d in _list(host.get("disk")) if isinstance(d, Mapping) and d.get("percent") is not None]
     pressure = []
     cpu = host.get("cpu_percent")
     if isinstance(cpu, (int, float)) and cpu >= PRESSURE:
@@ -214,7 +222,8 @@ _SAMPLE_EVIDENCE: dict[str, Any] = {
     "opened": {
         "phase": "opened", "collected_at": "2026-11-18T11:06:41.000Z",
         "checks": [{"at": "2026-11-18T11:06:40.000Z", "ok": False, "latency_ms": 3.0, "message": "HTTP 503"}],
-        "response": {"url": "http://127.0.0.1/health", "status": 503, "headers": {}, "body": "", "body_truncated": False},
+        "response": {"url": "http://127.0.0.1/health", "status": 503, "headers": {}, "body": "",
+                     "body_truncated": False},
         "container": {"name": "web", "id": "0123456789ab", "image": "web:1", "logs": ["disk full"],
                       "state": {"status": "running", "exit_code": 0, "oom_killed": False, "restart_count": 1}},
         "host": {"cpu_percent": 12.0, "load_avg": [0.1, 0.2, 0.3], "memory": {"percent": 95.0},

@@ -49,7 +49,7 @@ def ack_sla(row: Row, ack_within: float | None, overdue: bool, until: float) -> 
     if overdue:
         return False
     if row["acknowledged_at"] is not None:
-        return row["acknowledged_at"] - row["opened_at"] <= ack_within
+        return bool(row["acknowledged_at"] - row["opened_at"] <= ack_within)
     end = row["resolved_at"] if row["resolved_at"] is not None else until
     return False if end - row["opened_at"] > ack_within else None
 
@@ -84,7 +84,8 @@ def incident_report(
             "mtta_s": _mean([r["acknowledged_at"] - r["opened_at"] for r in mine if r["acknowledged_at"] is not None]),
             "mttr_s": _mean([r["resolved_at"] - r["opened_at"] for r in mine if r["resolved_at"] is not None]),
             "mttd_s": _mean(
-                [r["opened_at"] - r["failing_since"] for r in mine if not r["manual"] and r["failing_since"] is not None]
+                [r["opened_at"] - r["failing_since"] for r in mine
+                 if not r["manual"] and r["failing_since"] is not None]
             ),
             "ack_sla_met": sum(1 for s in sla if s is True),
             "ack_sla_missed": sum(1 for s in sla if s is False),
@@ -144,7 +145,9 @@ def incident_report(
     }
 
 
-def target_results(by_severity: Mapping[str, Mapping[str, Any]], targets: Sequence[ReportTarget]) -> list[dict[str, Any]]:
+def target_results(
+    by_severity: Mapping[str, Mapping[str, Any]], targets: Sequence[ReportTarget]
+) -> list[dict[str, Any]]:
     """Each target with the period's mean and whether it was met (None: no incident to judge by)."""
     out = []
     for target in targets:

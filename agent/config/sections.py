@@ -172,7 +172,7 @@ class AgentConfig(ConfigModel):
     status_title: NonEmptyStr | None = None  # the status page's public title; default "<name> status"
     # Where postmortem drafts go (default: state_dir/postmortems), and the Jinja2 template they are
     # rendered from (default: the one shipped in agent/templates); checked at load: exists, parses, renders.
-    postmortem_dir: Path = Field(None, validate_default=True)  # type: ignore[assignment]
+    postmortem_dir: Path = Field(None, validate_default=True)
     postmortem_template: Path | None = None
 
     @field_validator("state_dir", mode="before")
