@@ -36,8 +36,8 @@ class ReportTarget(ConfigModel):
 
 
 DEFAULT_TARGETS: list[ReportTarget] = [
-    ReportTarget(severity="critical", mtta=5 * 60.0, mttr=3600.0),
-    ReportTarget(severity="high", mtta=15 * 60.0, mttr=4 * 3600.0),
+    ReportTarget.model_validate({"severity": "critical", "mtta": "5m", "mttr": "1h"}),
+    ReportTarget.model_validate({"severity": "high", "mtta": "15m", "mttr": "4h"}),
 ]
 """The practice's targets: MTTA < 5 min and MTTR < 1 h for SEV-1, MTTA < 15 min and MTTR < 4 h for SEV-2."""
 
