@@ -2,11 +2,13 @@
 
 Start, in order: open the store → start connecting to Docker (in the background: a Docker engine
 that never answers holds up nothing; container checks fail with "Docker unreachable" until it
-answers) → restore open incidents → serve the API → start the outbox → (heals and evidence) →
+answers) → restore open incidents → write the postmortem drafts still missing → serve the API → start
+the outbox → (heals and evidence) →
 upkeep (results flush every second, the outbox's figures for ``/health`` every 2 s, pruning hourly)
 → the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
 under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
-the API → flush results → close the clients → close the database.
+the API → let postmortem drafts under way finish (2 s; the rest are written at the next start) → flush
+results → close the clients → close the database.
 
 Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during
 the start ends it early and exits 0 like any other stop. A second
