@@ -281,3 +281,43 @@ def test_a_missing_template_is_a_located_error(tmp_path: Path) -> None:
     assert info.value.errors == [f"agent.postmortem_template: {tmp_path / 'nowhere.j2'}: no such file"]
     with pytest.raises(TemplateProblem, match="not a file"):
         load_template(tmp_path)
+
+
+def test_a_value_an_incident_lacks_renders_empty_rather_than_failing_the_draft(tmp_path: Path) -> None:
+    template = tmp_path / "t.md.j2"
+    template.write_text("exit {{ evidence.container.exit_code }} logs {{ evidence.logs | length }}\n")
+    incident = {"id": "inc_0123456789abcdef", "title": "t", "severity": "low", "status": "open",
+                "opened_at": "2026-11-18T11:00:00.000Z", "resolved_at": None}
+    assert render_draft(template, incident, None, generated_at=0.0) == "exit  logs 0\n"  # no bundle kept
+
+
+def test_migration_10_keeps_when_an_open_incidents_failing_began(tmp_path: Path) -> None:
+    """A database of the schema before postmortems: its open incident's ``failing_since`` (kept in its
+    state until now) becomes the column the report's MTTD reads; nothing is required or written yet."""
+    import sqlite3
+
+    from agent.store import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for number, _, script in migrations():
+        if number >= 10:
+            break
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    db.execute("INSERT INTO incidents (id, check_name, check_type, target, status, severity, title, opened_at, state)"
+               " VALUES ('inc_000000000001aa', 'api', 'http', 'x', 'open', 'critical', 't', 100.0,"
+               " '{\"failing_since\": 40.5, \"passing_streak\": 0}')")
+    db.execute("INSERT INTO incidents (id, check_name, check_type, target, status, severity, title, opened_at, state,"
+               " resolved_at) VALUES ('inc_000000000002aa', 'db', 'tcp', 'x', 'resolved', 'critical', 't', 100.0,"
+               " '{\"failing_since\": null}', 200.0)")
+    db.commit()
+    db.close()
+    store = Store(path)
+    store.open()
+    try:
+        assert store.incidents.row("inc_000000000001aa")["failing_since"] == 40.5
+        assert store.incidents.row("inc_000000000002aa")["failing_since"] is None
+        assert store.incidents.postmortems_missing() == []  # an old resolved incident is not caught up
+        assert store.incidents.get("inc_000000000002aa")["postmortem"] == {"required": True, "path": None}
+    finally:
+        store.close()
