@@ -46,6 +46,7 @@ log = structlog.get_logger("lifeguard.api")
 
 INCIDENT_ID = re.compile(r"^inc_[0-9a-f]{12,}$")
 SILENCE_ID = re.compile(r"^sil_[0-9a-f]{12,}$")
+REPORT_SINCE = re.compile(r"[1-9][0-9]{0,3}[smhd]")  # at most 9999d
 SILENCE_DURATION = re.compile(r"[1-9][0-9]{0,3}[smh]|[1-9][0-9]{0,2}d")  # at most 999d
 DELIVERY_ID = re.compile(r"[0-9]{1,18}")  # fits SQLite's integer
 DELIVERY_STATUSES = ("pending", "dead", "delivered")
@@ -190,6 +191,12 @@ class StatusSource(Protocol):
     async def status_document(self) -> dict[str, Any] | None: ...
 
 
+class ReportSource(Protocol):
+    """The incident report (``agent.reports.incident_report``) of the incidents opened in a period."""
+
+    async def incident_report(self, since: float, until: float) -> dict[str, Any]: ...
+
+
 class ApiRefusal(Exception):
     """A request the API refuses: its status, code and message, in the error shape."""
 
@@ -227,6 +234,7 @@ class _Sources:
     desk: IncidentDesk | None = None
     silences: SilenceDesk | None = None
     status: StatusSource | None = None
+    reports: ReportSource | None = None
 
 
 SOURCES = web.AppKey("lifeguard.api", _Sources)
@@ -246,6 +254,7 @@ def create_app(
     desk: IncidentDesk | None = None,
     silences: SilenceDesk | None = None,
     status: StatusSource | None = None,
+    reports: ReportSource | None = None,
 ) -> web.Application:
     """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
     ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
@@ -255,6 +264,7 @@ def create_app(
         agent_name, lambda: token_of() or None, health, board, incidents, deliveries, clock, metrics, reloads, desk,
         silences,
         status,
+        reports,
     )
     app.router.add_get("/health", health_route)
     app.router.add_get("/api/checks", checks_route)
@@ -273,6 +283,7 @@ def create_app(
     app.router.add_post("/api/silences", add_silence_route)
     app.router.add_delete("/api/silences/{id}", remove_silence_route)
     app.router.add_post("/api/reload", reload_route)
+    app.router.add_get("/api/reports/incidents", incident_report_route)
     app.router.add_get("/api/openapi.json", openapi_route)
     app.router.add_get("/metrics", metrics_route)
     app.router.add_get("/status", status_page_route)
@@ -790,6 +801,18 @@ async def remove_silence_route(request: web.Request) -> web.Response:
     if not SILENCE_ID.match(silence_id):
         raise ApiRefusal(400, "bad_id", f"not a silence id: {_shown(silence_id)}")
     return web.json_response(await _silence_desk(request).remove_silence(silence_id))
+
+
+async def incident_report_route(request: web.Request) -> web.Response:
+    """How the incidents opened in the last ``since`` (default 30d) went: MTTA, MTTR, MTTD, SLAs, targets."""
+    src = request.app[SOURCES]
+    if src.reports is None:
+        raise ApiRefusal(404, "not_found", "this agent makes no reports")
+    raw = request.query.get("since", "30d")
+    if not REPORT_SINCE.fullmatch(raw):
+        raise BadParameter("since", f"expected a duration like 24h, 7d or 30d, got {_shown(raw)}")
+    until = src.clock()
+    return web.json_response(await src.reports.incident_report(until - parse_duration(raw), until))
 
 
 @cache

@@ -1,11 +1,11 @@
 """The ``lifeguard`` command: run, reload, check-config, once, status, gen-secret, notify test, deliveries,
-incidents.
+incidents, silence, postmortem, report.
 
 Exit codes: 0 fine; 1 a check failed (``once``), or ``run`` failed or crashed; 2 the config is
 invalid (every error printed with its path); ``run`` only: 3 the database or ``state_dir`` is
 unusable, 4 the API cannot listen on its address (each printed in one line with what to do).
 ``reload``, ``status``, ``notify test`` and ``deliveries``: see ``agent.cli_ops``; ``incidents``:
-``agent.cli_incidents``.
+``agent.cli_incidents``; ``postmortem`` and ``report``: ``agent.cli_reports``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("id", help="the delivery's id (deliveries list)")
     _incidents_parser(sub, with_config)
     _silence_parser(sub, with_config)
+    pm = sub.add_parser(
+        "postmortem", parents=[with_config], help="render an incident's postmortem draft (from the agent's API)"
+    )
+    pm.add_argument("id", help="the incident's id (incidents list)")
+    pm.add_argument("-o", "--output", help="write it to this file (default: print it)")
+    rep_ = sub.add_parser("report", parents=[with_config], help="the incident report: MTTA, MTTR, SLAs, targets")
+    rep_.add_argument("--since", default="30d", help="how far back: 24h, 7d, 30d (default 30d)")
+    rep_.add_argument("--json", action="store_true", help="print the API's JSON answer")
     return parser
 
 
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"ok: {config.summary()}")
         return EXIT_OK
-    if args.command in ("notify", "deliveries", "status", "reload", "incidents", "silence"):
+    if args.command in ("notify", "deliveries", "status", "reload", "incidents", "silence", "postmortem", "report"):
         return _operate(args, config)
     level = args.log_level or config.agent.log_level
     from agent import logging as lg
@@ -191,6 +199,12 @@ def _operate(args: argparse.Namespace, config: Config) -> int:
         return _incidents(args, config)
     if args.command == "silence":
         return _silence(args, config)
+    if args.command in ("postmortem", "report"):
+        from agent import cli_reports
+
+        if args.command == "postmortem":
+            return cli_reports.postmortem(config, args.id, args.output)
+        return cli_reports.report(config, args.since, args.json)
     if args.action == "list":
         return cli_ops.deliveries_list(config, args.status, args.notifier, args.limit)
     return cli_ops.deliveries_retry(config, args.id)

@@ -2,11 +2,13 @@
 
 Start, in order: open the store → start connecting to Docker (in the background: a Docker engine
 that never answers holds up nothing; container checks fail with "Docker unreachable" until it
-answers) → restore open incidents → serve the API → start the outbox → (heals and evidence) →
+answers) → restore open incidents → write the postmortem drafts still missing → serve the API → start
+the outbox → (heals and evidence) →
 upkeep (results flush every second, the outbox's figures for ``/health`` every 2 s, pruning hourly)
 → the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
 under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
-the API → flush results → close the clients → close the database.
+the API → let postmortem drafts under way finish (2 s; the rest are written at the next start) → flush
+results → close the clients → close the database.
 
 Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during
 the start ends it early and exits 0 like any other stop. A second
@@ -54,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from agent.metrics import Snapshot
     from agent.outbox import Outbox
     from agent.policies import PolicyTimer
+    from agent.postmortem import PostmortemWriter
     from agent.scheduler import Scheduler
     from checks.base import CheckContext
 
@@ -185,6 +188,24 @@ class _StatusPage:
             open_incidents=unresolved,
             resolved=resolved,
             windows=engine.windows,
+        )
+
+
+class _Reports:
+    """``api.ReportSource``: the incident report over the store's rows, by the running config."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def incident_report(self, since: float, until: float) -> dict[str, Any]:
+        from agent.reports import incident_report
+
+        store = self.daemon.store
+        incidents, timeline = await store.run(store.reports.history, since, until)
+        config = self.daemon.config
+        return incident_report(
+            incidents, timeline, since=since, until=until, policies=config.policies,
+            postmortem_after=config.postmortem_after, targets=config.report.targets,
         )
 
 
@@ -412,6 +433,7 @@ class Daemon:
         from agent.evidence import EvidenceCollector
         from agent.outbox import DeliveryPolicy, Outbox
         from agent.policies import PolicyTimer
+        from agent.postmortem import PostmortemWriter
         from agent.routing import NotifierFilter
         from agent.scheduler import Scheduler
         from checks import CheckContext, build_check
@@ -443,8 +465,14 @@ class Daemon:
             notifier_filters={n.name: NotifierFilter.of(n.events, n.min_severity, n.internal) for n in cfg.notifiers},
             policies=cfg.policies,
             maintenance=[m.window() for m in cfg.maintenance],
+            postmortem_after=cfg.postmortem_after,
+            on_resolved=lambda incident_id: self.postmortems.resolved(incident_id),
         )
         self.context.baseline = self.engine.baselines.median  # conditions' `latency > 2x baseline`
+        self.postmortems: PostmortemWriter = PostmortemWriter(
+            self.store, self.engine.record_postmortem, lambda: self.config, evidence_ready=self.engine.evidence_ready
+        )
+        self._set_postmortem_rule(cfg)
         self.timers: PolicyTimer = PolicyTimer(
             lambda: self.store.run(self.store.incidents.clocks),
             self.engine.fire_policy,
@@ -473,6 +501,8 @@ class Daemon:
         add(_Part("pidfile", self._write_pid, self._remove_pid), QUICK_GRACE)
         add(_Part("clients", self._connect_docker, self._close_clients, "close clients"), QUICK_GRACE)
         add(_Part("engine", self._restore, self._flush, "flush results"), QUICK_GRACE)
+        add(_Part("postmortems", self.postmortems.catch_up, self.postmortems.drain, "finish postmortem drafts"),
+            QUICK_GRACE)
         add(_Part("api", self._start_api, self._stop_api, "close API"), API_GRACE)
         add(_Part("outbox", self._start_outbox, self.outbox.stop, "in-flight deliveries"), SHUTDOWN_GRACE)
         add(_Part("heals", _nothing, self._drain, "finish heals and evidence"), SHUTDOWN_GRACE)
@@ -582,6 +612,7 @@ class Daemon:
             silences=self.engine,
             metrics=Exposition(self._metrics_snapshot).render,
             status=_StatusPage(self),
+            reports=_Reports(self),
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=API_GRACE)
         await runner.setup()
@@ -776,6 +807,8 @@ class Daemon:
         )
         self.engine.set_secrets(plugins.secret_values(new))
         self.engine.set_policies(new.policies)
+        self.engine.postmortem_after = new.postmortem_after
+        self._set_postmortem_rule(new)
         self.engine.set_maintenance(m.window() for m in new.maintenance)
         self.engine.heal_enabled = self.heal_enabled = heal_enabled
         if self.relog is not None:
@@ -822,6 +855,15 @@ class Daemon:
         if source != "discovery":
             record_reload("ok")
         return result
+
+    def _set_postmortem_rule(self, config: Config) -> None:
+        """The store judges unresolved incidents' ``postmortem.required`` by the config's policies."""
+        from agent.policies import postmortem_required
+
+        policies, after = config.policies, config.postmortem_after
+        self.store.postmortem_rule = lambda severity, opened_at, end: postmortem_required(
+            policies.of(severity), opened_at, end, after
+        )
 
     def _ensure_docker(self, config: Config) -> None:
         """A reload that adds the first container check (or a check naming a container) connects Docker."""

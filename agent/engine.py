@@ -40,7 +40,7 @@ from agent.incidents import (
 )
 from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
-from agent.policies import Due, PoliciesConfig, due
+from agent.policies import DEFAULT_POSTMORTEM_AFTER, Due, PoliciesConfig, due, postmortem_required
 from agent.rates import CheckRates
 from agent.redact import value_masker
 from agent.routing import NotifierFilter, recipients
@@ -193,9 +193,13 @@ class Engine:
         clock: Callable[[], float] = time.time,
         policies: PoliciesConfig | None = None,
         maintenance: Sequence[Window] = (),
+        postmortem_after: float = DEFAULT_POSTMORTEM_AFTER,
+        on_resolved: Callable[[str], None] = lambda _incident_id: None,
     ) -> None:
         self.store = store
         self.policies = policies or PoliciesConfig()
+        self.postmortem_after = postmortem_after
+        self.on_resolved = on_resolved  # after a resolve committed (the postmortem writer listens)
         self.windows = list(maintenance)
         self._silences: dict[str, Silence] = {}
         self._in_maintenance: set[str] = set()  # open incidents recorded in maintenance, not yet notified
@@ -264,7 +268,10 @@ class Engine:
         change = Change(
             incident_id=row["id"],
             at=now,
-            update={"status": "resolved", "resolved_at": now, "resolve_reason": "check_removed"},
+            update={
+                "status": "resolved", "resolved_at": now, "resolve_reason": "check_removed",
+                **await self._postmortem_judged(row["id"], now),
+            },
             timeline=[("resolved", "check removed from the config")],
             events=[("incident.resolved", None)],
             notifiers=self._notify_all if notifiers is None else notifiers,
@@ -273,6 +280,7 @@ class Engine:
         await self.store.run(self.store.apply, change)
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
+        self.on_resolved(row["id"])
 
     # -- a reload --------------------------------------------------------------------------
     async def add_check(self, check: AnyCheck) -> None:
@@ -415,11 +423,13 @@ class Engine:
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
                     "tags": json.dumps(list(cfg.tags)),
+                    "failing_since": transition.state.failing_since,  # for MTTD: the state forgets it
                 }
                 if transition.state.flapping:
                     change.create |= {"title": f"{cfg.name} flapping", "flapping": 1}
             elif d.kind == "resolve":
                 change.update.update({"status": "resolved", "resolved_at": now, "resolve_reason": "recovered"})
+                change.update.update(await self._postmortem_judged(incident_id, now))
             elif d.kind in ("flapping_started", "flapping_stopped"):
                 change.update["flapping"] = int(d.kind == "flapping_started")
                 change.event_fields["incident.updated"] = {"changes": ["flapping"]}
@@ -460,7 +470,9 @@ class Engine:
             self._evidence_done.setdefault((incident_id, "opened"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "opened", result, list(tracked.history)))
         if "resolve" in kinds:
+            self._evidence_done.setdefault((incident_id, "resolved"), asyncio.Event())
             self._spawn(self._collect_evidence(tracked, incident_id, "resolved", None, list(tracked.history)))
+            self.on_resolved(incident_id)
         if "heal" in kinds and tracked.healer is not None:
             self._spawn(self._heal(tracked, incident_id, tracked.healer))
 
@@ -491,6 +503,30 @@ class Engine:
                  changes=["severity"], severity=severity, rule=rule)
         if change.events:
             self.on_events()
+    async def _postmortem_judged(self, incident_id: str, now: float) -> dict[str, Any]:
+        """``postmortem_required`` of an incident resolving now, by its policy and how long it lasted."""
+        row = await self.store.run(self.store.incidents.row, incident_id)
+        if row is None:
+            return {}
+        policy = self.policies.of(row["severity"])
+        return {"postmortem_required": int(postmortem_required(policy, row["opened_at"], now, self.postmortem_after))}
+
+    async def record_postmortem(self, incident_id: str, path: str) -> dict[str, Any]:
+        """Record where the incident's postmortem draft was written (once; nothing is sent)."""
+        async with self._held(incident_id) as (row, tracked):
+            if row.get("postmortem_path") == path:
+                found = await self.store.run(self.store.incidents.get, incident_id)
+                assert found is not None
+                return found
+            change = Change(
+                incident_id, self.clock(), update={"postmortem_path": path},
+                timeline=[("postmortem", f"postmortem draft written to {path}")],
+            )
+            await self.store.run(self.store.apply, change)
+        log.info("incident.postmortem", incident_id=incident_id, path=path)
+        found = await self.store.run(self.store.incidents.get, incident_id)
+        assert found is not None
+        return found
 
     def _filter(self, change: Change, severity: str) -> None:
         """Each event of the change goes to the check's notifiers whose filters take it."""
@@ -827,6 +863,11 @@ class Engine:
                 update={
                     "status": "resolved", "resolved_at": now, "resolve_reason": "by_hand", "resolved_by": by,
                     "phase": "resolved",
+                    "postmortem_required": int(
+                        postmortem_required(
+                            self.policies.of(row["severity"]), row["opened_at"], now, self.postmortem_after
+                        )
+                    ),
                     **{k: json.dumps(v) if k == "follow_ups" else v for k, v in resolution.items()},
                 },
                 state=None if state is None else state.to_json(),
@@ -840,6 +881,7 @@ class Engine:
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
+        self.on_resolved(incident_id)
         return found
 
     async def fire_policy(self, item: Due) -> bool:

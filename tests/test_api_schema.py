@@ -192,6 +192,22 @@ class Status:
                             windows=windows)
 
 
+class Reports:
+    """The report of one resolved critical incident, computed by the real function."""
+
+    async def incident_report(self, since: float, until: float) -> dict[str, Any]:
+        from agent.config.policies import PoliciesConfig
+        from agent.config.report import DEFAULT_TARGETS
+        from agent.reports import incident_report
+
+        row = {"id": INC, "check_name": "web", "severity": "critical", "manual": 0, "opened_at": until - 600,
+               "acknowledged_at": until - 500, "resolved_at": until - 60, "failing_since": until - 630,
+               "postmortem_required": 1, "postmortem_path": None}
+        timeline = [{"incident_id": INC, "at": until - 599, "kind": "heal_attempted", "message": "restarting"}]
+        return incident_report([row], timeline, since=since, until=until, policies=PoliciesConfig(),
+                               postmortem_after=14400.0, targets=DEFAULT_TARGETS)
+
+
 def snapshot() -> Snapshot:
     tally = CheckTally()
     tally.ran("web", False, 0.0123)
@@ -212,7 +228,7 @@ def base_url() -> Iterator[str]:
     async def start() -> ApiRunner:
         app = create_app(
             agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
-            reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(), status=Status(),
+            reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(), status=Status(), reports=Reports(),
             metrics=Exposition(snapshot).render,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)

@@ -644,10 +644,10 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance)"),
-        ("# nothing yet\n", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance)"),
-        ("- a\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance), not a list"),
-        ("hello\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance), not a string"),
+        ("", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance, report)"),
+        ("# nothing yet\n", "the file is empty (expected sections: agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance, report)"),
+        ("- a\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance, report), not a list"),
+        ("hello\n", "the top level must be a mapping of sections (agent, docker, defaults, checks, notifiers, routes, policies, postmortem_after, maintenance, report), not a string"),
     ],
 )
 def test_an_empty_or_shapeless_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -132,7 +132,8 @@ async def test_an_api_address_in_use_exits_4_after_closing_what_started(target, 
         assert await agent.wait(timeout=20) == 4  # the API's address is unusable
     failed = events(agent, "lifecycle.start_failed")
     assert failed and failed[0]["component"] == "api"
-    assert [e["step"] for e in events(agent, "daemon.shutdown")] == ["flush results", "close clients", "close database"]
+    assert [e["step"] for e in events(agent, "daemon.shutdown")] == [
+        "finish postmortem drafts", "flush results", "close clients", "close database"]
     stopped = events(agent, "daemon.stopped")[0]
     assert stopped["reason"].startswith("api failed to start:")
     assert not events(agent, "daemon.started")
@@ -151,7 +152,7 @@ async def test_sigterm_stops_every_part_in_the_documented_order(target, spawn_ag
     steps = [(e["step"], e["grace_s"]) for e in events(agent, "daemon.shutdown")]
     assert [s for s, _ in steps] == [
         "stop scheduling", "stop policy timers", "finish heals and evidence", "in-flight deliveries",
-        "close API", "flush results", "close clients", "close database",
+        "close API", "finish postmortem drafts", "flush results", "close clients", "close database",
     ]
     assert dict(steps)["finish heals and evidence"] == 5.0 and dict(steps)["in-flight deliveries"] == 5.0
     stopped = events(agent, "daemon.stopped")[0]

@@ -420,8 +420,9 @@ async def test_no_planted_secret_reaches_any_output(
         )
         checks = [
             {"name": "db", "type": "container", "container": container, "interval": "2s", "timeout": "2s"},  # a slow engine under load must not turn it into a timeout
-            {"name": "web-userinfo", "type": "http", "url": secret_url(target.port, "/echo")},
-            {"name": "web-auth", "type": "http", "url": f"http://127.0.0.1:{target.port}/echo",
+            # SEV-1: their postmortem drafts (under state/postmortems) are searched with the state files.
+            {"name": "web-userinfo", "type": "http", "url": secret_url(target.port, "/echo"), "severity": "critical"},
+            {"name": "web-auth", "type": "http", "url": f"http://127.0.0.1:{target.port}/echo", "severity": "critical",
              "headers": {"Authorization": f"Bearer {HEADER_TOKEN}", "X-Api-Key": HEADER_KEY}},
         ]
         notifiers = [
@@ -467,6 +468,10 @@ async def test_no_planted_secret_reaches_any_output(
             lambda: events_file.exists() and events_file.read_text().count("incident.resolved") == 2,
             10, "both resolutions in events.jsonl",
         )
+
+        drafts = tmp_path / "state" / "postmortems"
+        await wait_until(lambda: drafts.is_dir() and len(list(drafts.glob("inc_*.md"))) == 2, 20,
+                         "both SEV-1 incidents' postmortem drafts")
 
         answers: dict[str, bytes] = {}
         for path in ("/health", "/api/checks", "/api/incidents", "/api/incidents?status=open", "/api/incidents/inc_none"):

@@ -30,6 +30,7 @@ from agent.config.errors import (
     unknown_key,
 )
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
+from agent.config.report import ReportConfig
 from agent.config.sections import (
     AgentConfig,
     CheckConfigBase,
@@ -59,7 +60,8 @@ __all__ = [
 
 DEFAULT_LOCATIONS: tuple[Path, ...] = (Path("config.yaml"), Path("/etc/lifeguard/config.yaml"))
 SECTIONS = (
-    "agent", "docker", "defaults", "checks", "notifiers", "routes", "policies", "postmortem_after", "maintenance"
+    "agent", "docker", "defaults", "checks", "notifiers", "routes", "policies", "postmortem_after", "maintenance",
+    "report",
 )
 
 
@@ -217,6 +219,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         for i, raw in enumerate(_list_section(data, "maintenance", found.errors))
     ]
     found.errors.extend(_duplicates(_list_section(data, "maintenance", []), "maintenance", "maintenance window"))
+    report = validate(ReportConfig, _section(data, "report", {}), ("report",), base)
 
     explicit = {
         raw["name"] for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
@@ -242,6 +245,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         policies=policies or PoliciesConfig(),
         postmortem_after=postmortem_after.postmortem_after if postmortem_after else DEFAULT_POSTMORTEM_AFTER,
         maintenance=[m for m in maintenance if m is not None],
+        report=report or ReportConfig(),
     )
 
 

@@ -38,6 +38,7 @@ from pydantic import (
 from agent.config.errors import keyed_error, relocate, unknown_key
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
 from agent.config.rates import BaselineConfig, FlappingConfig, OpenWhen
+from agent.config.report import ReportConfig
 from agent.config.types import (
     ConfigModel,
     Count,
@@ -179,6 +180,10 @@ class AgentConfig(ConfigModel):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     status_page: bool = True  # GET /status and /status.json, without the token
     status_title: NonEmptyStr | None = None  # the status page's public title; default "<name> status"
+    # Where postmortem drafts go (default: state_dir/postmortems), and the Jinja2 template they are
+    # rendered from (default: the one shipped in agent/templates); checked at load: exists, parses, renders.
+    postmortem_dir: Path = Field(None, validate_default=True)
+    postmortem_template: Path | None = None
 
     @field_validator("state_dir", mode="before")
     @classmethod
@@ -197,6 +202,39 @@ class AgentConfig(ConfigModel):
             if blocker == path:
                 raise ValueError(f"{path} exists and is not a folder")
             raise ValueError(f"{blocker} is not a folder, so {path} cannot be created")
+        return path
+
+    @field_validator("postmortem_dir", mode="before")
+    @classmethod
+    def _postmortems_in_state(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            state = info.data.get("state_dir")
+            return (state or absolute("state", base_dir(info))) / "postmortems"
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("postmortem_dir")
+    @classmethod
+    def _dir_relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        path = absolute(value, base_dir(info))
+        blocker = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ValueError(f"{blocker} is not a folder, so drafts cannot be written in {path}")
+        return path
+
+    @field_validator("postmortem_template")
+    @classmethod
+    def _template_usable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        from agent.postmortem import TemplateProblem, load_template
+
+        path = absolute(value, base_dir(info))
+        try:
+            load_template(path)
+        except TemplateProblem as exc:
+            raise ValueError(str(exc)) from None
         return path
 
 
@@ -624,6 +662,7 @@ class Config(BaseModel):
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     postmortem_after: float = DEFAULT_POSTMORTEM_AFTER
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     def check(self, name: str) -> CheckConfigBase:
         for check in self.checks:

@@ -38,6 +38,7 @@ from agent.store.evidence import EvidenceRepo
 from agent.store.heals import HealsRepo
 from agent.store.incidents import IncidentsRepo
 from agent.store.outbox import OutboxItem, OutboxRepo
+from agent.store.reports import ReportsRepo
 from agent.store.results import ResultRow, ResultsRepo
 from agent.store.silences import SilencesRepo
 
@@ -58,6 +59,14 @@ MINUTE_ROLLUPS_KEPT = 2 * 86400.0
 """Seconds the per-minute roll-ups of check results are kept (``retention.minute_rollups``)."""
 DAY_ROLLUPS_KEPT = 400 * 86400.0
 """Seconds the per-day roll-ups of check results are kept (``retention.day_rollups``)."""
+
+
+def default_postmortem_rule(severity: str, opened_at: float, end: float) -> bool:
+    """The shipped policies' rule: a critical incident, or one open longer than 4 hours."""
+    from agent.config.policies import DEFAULT_POLICIES, DEFAULT_POSTMORTEM_AFTER, SeverityPolicy, postmortem_required
+
+    policy = DEFAULT_POLICIES.get(severity, SeverityPolicy())
+    return postmortem_required(policy, opened_at, end, DEFAULT_POSTMORTEM_AFTER)
 
 
 class StoreUnusable(Exception):
@@ -100,6 +109,10 @@ class Store:
         self.outbox = OutboxRepo(self)
         self.silences = SilencesRepo(self)
         self.baselines = BaselinesRepo(self)
+        self.reports = ReportsRepo(self)
+        self.postmortem_rule: Callable[[str, float, float], bool] = default_postmortem_rule
+        """Whether an incident (severity, opened_at, resolved_at or now) requires a postmortem; the
+        daemon sets it from the config's policies. Used for incidents the engine has not judged yet."""
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,11 +92,30 @@ class IncidentsRepo(Repo):
         )
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
-        """The incident as the API shows it, internal comments included; None if there is none."""
+        """The incident as the API shows it, internal comments included, with its postmortem
+        (``{required, path}``); None if there is none."""
         try:
-            return self.snapshot(incident_id, internal=True)
+            found = self.snapshot(incident_id, internal=True)
         except KeyError:
             return None
+        row = self.db.execute(
+            "SELECT severity, opened_at, resolved_at, postmortem_required, postmortem_path FROM incidents WHERE id = ?",
+            (incident_id,),
+        ).fetchone()
+        required = row["postmortem_required"]
+        if required is None:  # unresolved (or resolved before postmortems were recorded): the rule as it stands
+            end = row["resolved_at"] if row["resolved_at"] is not None else time.time()
+            required = self._store.postmortem_rule(row["severity"], row["opened_at"], end)
+        found["postmortem"] = {"required": bool(required), "path": row["postmortem_path"]}
+        return found
+
+    def postmortems_missing(self) -> list[str]:
+        """Resolved incidents that required a postmortem whose draft is not recorded, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM incidents WHERE postmortem_required = 1 AND postmortem_path IS NULL"
+            " AND status = 'resolved' ORDER BY resolved_at"
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def open_rows(self) -> list[dict[str, Any]]:
         """Unresolved check incidents with their raw rows (the engine restores its state from them)."""
