@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.fixtures_agent import SECRET, Receiver, Target, agent_config, wait_until
+from tests.fixtures_agent import SECRET, Receiver, Target, agent_config, poll, wait_until
 
 
 class Alternating(Target):
@@ -100,3 +100,48 @@ async def test_a_real_agent_keeps_its_baseline_across_a_restart(target: Target, 
     assert await baseline(again) == first
     again.signal(signal.SIGTERM)
     assert await again.wait() == 0
+
+
+class Slowable(Target):
+    """Answers after ``delay`` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+
+    async def _health(self, request: web.Request) -> web.Response:
+        import asyncio
+
+        self.hits += 1
+        await asyncio.sleep(self.delay)
+        return web.Response(text="ok")
+
+
+async def test_a_baseline_condition_fails_a_check_slower_than_its_own_usual(spawn_agent) -> None:
+    """The agent's baseline reaches the condition language: `latency < 5x baseline` holds while the
+    target answers as usual and fails, naming the condition, once it is much slower."""
+    target = Slowable()
+    await target.start()
+    try:
+        cfg = agent_config(
+            [{"name": "api", "type": "http", "url": target.url, "conditions": ["latency < 5x baseline"],
+              "interval": "500ms", "timeout": "500ms",
+              "baseline": {"window": "1h", "min_samples": 5}}],
+            [],
+        )
+        agent = spawn_agent(cfg)
+        await agent.ready()
+
+        async def check() -> dict:
+            _, body = await agent.api("/api/checks")
+            return body["checks"][0]
+
+        learned = await poll(check, lambda c: c["baseline_ms"] is not None, 20, "a baseline")
+        assert learned["state"] == "passing"
+        target.delay = max(0.3, 20 * learned["baseline_ms"] / 1000)
+        failed = await poll(check, lambda c: c["state"] == "failing", 20, "the check failing on its baseline")
+        assert failed["last_result"]["message"].startswith("HTTP 200: condition failed: latency < 5x baseline (got ")
+        agent.signal(signal.SIGTERM)
+        assert await agent.wait() == 0
+    finally:
+        await target.stop()
