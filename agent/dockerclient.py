@@ -51,6 +51,8 @@ class DockerEngine:
         self.reachable: bool | None = None
         # Why the engine was last unreachable; None while it is reachable.
         self.last_error: str | None = None
+        # Called on the event loop when ``reachable`` changes: (reachable, why not).
+        self.on_reachability: Callable[[bool, str | None], None] | None = None
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -250,12 +252,16 @@ class DockerEngine:
         client.close()
 
     def _mark_reachable(self) -> None:
-        self.reachable = True
+        was, self.reachable = self.reachable, True
         self.last_error = None
+        if was is not True and self.on_reachability is not None:
+            self.on_reachability(True, None)
 
     def _mark_unreachable(self, reason: str) -> None:
-        self.reachable = False
+        was, self.reachable = self.reachable, False
         self.last_error = reason
+        if was is not False and self.on_reachability is not None:
+            self.on_reachability(False, reason)
 
 
 def _explanation(exc: Any) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agent.dependencies import Cause, Dependencies
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import CheckState, Decision, HealBudget, Policy, Transition, evaluate, heal_call_failed
@@ -180,6 +181,7 @@ class Engine:
         self._write_error: str | None = None
         self._results_error: str | None = None
         self._manual_lock = asyncio.Lock()  # commands on incidents no check's lock covers
+        self.deps = Dependencies(self)  # incidents held back by another one (depends_on, Docker)
 
     # -- start -----------------------------------------------------------------------------
     async def restore(self) -> None:
@@ -188,6 +190,8 @@ class Engine:
         longest = max((t.policy.heal.within for t in self.tracked.values() if t.policy.heal), default=0.0)
         self.budget = HealBudget(await self.store.run(self.store.heals.since, now - longest))
         for row in await self.store.run(self.store.incidents.open_rows):
+            if self.deps.restore(row):
+                continue
             tracked = self.tracked.get(row["check_name"])
             if tracked is None:
                 await self._resolve_removed(row, now)
@@ -217,6 +221,7 @@ class Engine:
         )
         self._filter(change, row["severity"])
         await self.store.run(self.store.apply, change)
+        self.deps.after_resolve(row["id"])
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
 
@@ -302,10 +307,14 @@ class Engine:
                 )
             now = self.clock()
             quiet = self.quiet(tracked, now)
+            cause = await self.deps.cause(tracked, result.ok)
+            await self.deps.release_if_free(tracked, cause, not result.ok, now)
             await self._release_if_over(tracked, quiet, now)
             policy = tracked.policy
             if quiet is not None and not quiet.heal and policy.heal is not None:
                 policy = replace(policy, heal=None)  # nothing healed in maintenance
+            if (cause is not None or self.deps.holds(tracked.state.incident_id)) and policy.heal is not None:
+                policy = replace(policy, heal=None)  # nothing healed while another incident holds it back
             transition = evaluate(
                 tracked.state,
                 result.ok,
@@ -319,10 +328,16 @@ class Engine:
             if not transition.decisions:
                 tracked.state = transition.state
                 return
-            await self._apply(tracked, result, transition, now, quiet)
+            await self._apply(tracked, result, transition, now, quiet, cause)
 
     async def _apply(
-        self, tracked: Tracked, result: CheckResult, transition: Transition, now: float, quiet: Quiet | None = None
+        self,
+        tracked: Tracked,
+        result: CheckResult,
+        transition: Transition,
+        now: float,
+        quiet: Quiet | None = None,
+        cause: Cause | None = None,
     ) -> None:
         cfg = tracked.config
         incident_id = transition.incident_id
@@ -350,7 +365,13 @@ class Engine:
                 change.events.append((event, reason))
         change.state = transition.stored_state.to_json()
         opening = "open" in transition.kinds()
-        silent = quiet is not None or incident_id in self._in_maintenance
+        held = (opening and cause is not None) or self.deps.holds(incident_id)
+        silent = quiet is not None or incident_id in self._in_maintenance or held
+        if opening and cause is not None:
+            assert change.create is not None
+            change.create.update(suppressed_by=cause.incident_id, cause_id=cause.incident_id)
+            said = f"held back: {cause.check} has an open incident ({cause.incident_id}); nothing sent, nothing healed"
+            change.timeline.append(("suppressed", said))
         if silent:
             # Recorded, not sent: the timeline says so, and the end of the window notifies it.
             change.events = []
@@ -365,8 +386,11 @@ class Engine:
         tracked.state = transition.state
         if opening and silent and quiet is not None:
             self._in_maintenance.add(incident_id)
+        if opening and cause is not None:
+            self.deps.opened(incident_id, cause, cfg.name)
         if "resolve" in transition.kinds():
             self._in_maintenance.discard(incident_id)
+            self.deps.after_resolve(incident_id)
         if transition.heal is not None:
             self.budget.record(transition.heal, now)
         for d in transition.decisions:
@@ -695,6 +719,7 @@ class Engine:
             )
             found = await self._command(row, tracked, change)
             self._in_maintenance.discard(incident_id)
+            self.deps.after_resolve(incident_id)
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
@@ -762,6 +787,8 @@ class Engine:
         incident_id = tracked.state.incident_id
         if quiet is not None or incident_id is None or incident_id not in self._in_maintenance:
             return
+        if self.deps.holds(incident_id):
+            return  # another incident still holds it back: its release notifies it
         change = Change(
             incident_id, now, notifiers=tracked.config.notify,
             update={"in_maintenance": 0},
@@ -776,7 +803,9 @@ class Engine:
         self.on_events()
 
     async def release_maintenance(self) -> None:
-        """Notify every incident whose maintenance is over (the daemon calls this every few seconds)."""
+        """Notify every incident whose maintenance is over, or whose cause is (the daemon calls this
+        every few seconds)."""
+        await self.deps.release_all()
         for tracked in list(self.tracked.values()):
             if tracked.state.incident_id not in self._in_maintenance:
                 continue

@@ -332,6 +332,7 @@ class CheckConfigBase(ConfigModel):
     heal: HealConfig | None = None
     tags: list[Name] = Field(default_factory=list)
     group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
+    depends_on: list[Name] = Field(default_factory=list)  # checks whose open incident holds this one's back
 
     @model_validator(mode="before")
     @classmethod

@@ -86,8 +86,16 @@ class IncidentsRepo(Repo):
         updates = self.db.execute(
             "SELECT at, author, phase, message FROM updates WHERE incident_id = ? ORDER BY id", (incident_id,)
         ).fetchall()
+        impact = self.db.execute(
+            "SELECT check_name AS 'check', id AS incident_id FROM incidents WHERE cause_id = ? ORDER BY opened_at, id",
+            (incident_id,),
+        ).fetchall()
         return payload.incident_snapshot(
-            dict(row), [dict(t) for t in timeline], [dict(c) for c in comments], [dict(u) for u in updates]
+            dict(row),
+            [dict(t) for t in timeline],
+            [dict(c) for c in comments],
+            [dict(u) for u in updates],
+            [dict(i) for i in impact],
         )
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
