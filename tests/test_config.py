@@ -144,6 +144,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "heal": {"kind": "restart_container", "target": "api", "max_restarts": 3, "within": 900.0, "cooldown": 30.0},
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
         "verify_tls": True, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0}, "tags": [], "group": None,
+        "depends_on": [],
     }
     redis = config.check("redis")
     assert isinstance(redis, TcpCheckConfig)

@@ -37,7 +37,7 @@ def test_file_is_wal_and_migrations_are_idempotent(store: Store, tmp_path: Path)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
     store.open()  # second open: no migration runs twice
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 6
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations()) == 8
 
 
 def test_apply_writes_incident_timeline_and_one_event_per_notifier(store: Store) -> None:
@@ -203,7 +203,7 @@ def test_a_version_1_database_migrates_keeping_its_budget_and_queue(tmp_path: Pa
 
 
 def test_migrations_are_numbered_files_without_gaps() -> None:
-    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003"), (4, "0004"), (5, "0005"), (6, "0006")]
+    assert [(n, name.split("_", 1)[0]) for n, name, _ in migrations()] == [(1, "0001"), (2, "0002"), (3, "0003"), (4, "0004"), (5, "0005"), (6, "0006"), (7, "0007"), (8, "0008")]
 
 
 # -- security at rest and unusable files ----------------------------------------------------------
