@@ -459,6 +459,7 @@ class Daemon:
         )
         self.engine.deps.set_docker_defaults(cfg.defaults.severity, cfg.defaults.notify)
         self.engine.deps.docker = self.docker
+        self.engine.deps.run_now = self.scheduler.run_now
         if self.docker is not None:
             self.docker_events = self._watch_docker_events(self.docker)
         self.reader = _StoreReader(self.store)

@@ -3,9 +3,9 @@
 A check may name the checks it ``depends_on``. While one of them has an open incident, a failing
 dependant's incident opens held back — ``suppressed_by`` that incident: recorded, not notified,
 not healed — and the cause's incident lists it under ``impact`` (and says so once, with an
-``incident.updated`` whose ``changes`` is ``["impact"]``). When the cause resolves and the
-dependant still fails, the dependant is released exactly once, as if it had just opened (one
-``incident.opened``; its next failing result heals). A dependant that recovers while held back
+``incident.updated`` whose ``changes`` is ``["impact"]``). When the cause resolves, its dependants
+run at once; one that still fails is released exactly once, as if it had just opened (one
+``incident.opened``, and its heal). A dependant that recovers while held back
 resolves without a word. The flag is stored (``suppressed_by``, cleared at the release), so a
 restart in between still releases once.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,25 +80,24 @@ def dependency_errors(raw_checks: Sequence[Any]) -> list[tuple[Loc, str]]:
 
 
 def _cycle_from(start: str, graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """The cycle through ``start``, as the path from it back to it (without the repeat), or None."""
-    path: list[str] = [start]
-    seen: set[str] = set()
-
-    def walk(node: str) -> list[str] | None:
-        for nxt in graph.get(node, ()):
-            if nxt == start:
-                return list(path)
-            if nxt in seen:
-                continue
-            seen.add(nxt)
-            path.append(nxt)
-            found = walk(nxt)
-            if found is not None:
-                return found
-            path.pop()
-        return None
-
-    return walk(start)
+    """The shortest cycle through ``start``, as the path from it back to it (without the
+    repeat), or None."""
+    parent: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return path[::-1]
+                if nxt not in parent:
+                    parent[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return None
 
 
 # -- the engine's side -----------------------------------------------------------------------
@@ -120,6 +119,9 @@ class Dependencies:
         self._docker_notify = None if docker_notify is None else list(docker_notify)
         self.docker_incident: str | None = None
         self.held: dict[str, str] = {}  # incident id -> the incident that holds it back
+        # Run a check now, off its schedule (the daemon's scheduler): a dependant is looked at
+        # again as soon as its cause resolves, rather than at its next planned run.
+        self.run_now: Callable[[str], object] = lambda _check: None
         self._docker_lock = asyncio.Lock()
 
     @property
@@ -224,26 +226,13 @@ class Dependencies:
         if change.events:
             engine.on_events()
 
-    async def release_all(self) -> None:
-        """Release every held-back incident whose cause is over (after a cause resolves, and on the
-        engine's upkeep tick)."""
-        engine = self.engine
-        for tracked in list(engine.tracked.values()):
-            if not self.holds(tracked.state.incident_id):
-                continue
-            async with tracked.lock:
-                if engine.tracked.get(tracked.config.name) is not tracked:
-                    continue
-                failing = tracked.last is not None and not tracked.last.ok
-                cause = await self.cause(tracked, not failing)
-                await self.release_if_free(tracked, cause, failing, engine.clock())
-
     def after_resolve(self, incident_id: str) -> None:
-        """An incident resolved: what it held back is released (in a task of its own, since the
-        caller holds its check's lock and each release takes its dependant's)."""
+        """An incident resolved: the checks it held back run again now, and a fresh failing result
+        releases each (an older one may predate the recovery: Docker unreachable, say)."""
         self.forget(incident_id)
-        if incident_id in self.held.values():
-            self.engine._spawn(self.release_all())
+        for tracked in list(self.engine.tracked.values()):
+            if self.held.get(tracked.state.incident_id or "") == incident_id:
+                self.run_now(tracked.config.name)
 
     # -- the Docker engine's own incident -------------------------------------------------
     def docker_changed(self, reachable: bool, reason: str | None) -> None:

@@ -803,9 +803,7 @@ class Engine:
         self.on_events()
 
     async def release_maintenance(self) -> None:
-        """Notify every incident whose maintenance is over, or whose cause is (the daemon calls this
-        every few seconds)."""
-        await self.deps.release_all()
+        """Notify every incident whose maintenance is over (the daemon calls this every few seconds)."""
         for tracked in list(self.tracked.values()):
             if tracked.state.incident_id not in self._in_maintenance:
                 continue
