@@ -44,6 +44,10 @@ DOCKER_CHECK = "docker"
 
 Loc = tuple[str | int, ...]
 
+DOCKER_SETTLE = 2.0
+"""Seconds the Docker engine must keep answering before its incident resolves: an engine that is
+stopping answers some calls and refuses others, and must not page twice."""
+
 
 # -- the config ------------------------------------------------------------------------------
 def dependency_errors(raw_checks: Sequence[Any]) -> list[tuple[Loc, str]]:
@@ -123,6 +127,8 @@ class Dependencies:
         # again as soon as its cause resolves, rather than at its next planned run.
         self.run_now: Callable[[str], object] = lambda _check: None
         self._docker_lock = asyncio.Lock()
+        self._docker_flips = 0  # changes of reachability seen: a resolve waits for none to come
+        self.docker_settle = DOCKER_SETTLE
 
     @property
     def docker_notify(self) -> list[str]:
@@ -237,11 +243,17 @@ class Dependencies:
     # -- the Docker engine's own incident -------------------------------------------------
     def docker_changed(self, reachable: bool, reason: str | None) -> None:
         """``DockerEngine``'s listener (on the loop): the engine became reachable or not."""
+        self._docker_flips += 1
         if reachable:
             if self.docker_incident is not None:
-                self.engine._spawn(self.docker_answers())
+                self.engine._spawn(self._resolve_when_settled(self._docker_flips))
         else:
             self.engine._spawn(self.docker_unreachable(reason or "Docker unreachable"))
+
+    async def _resolve_when_settled(self, flips: int) -> None:
+        await asyncio.sleep(self.docker_settle)
+        if self._docker_flips == flips:  # it kept answering all along
+            await self.docker_answers()
 
     async def docker_unreachable(self, reason: str) -> None:
         """Open the engine's incident, unless one is open."""

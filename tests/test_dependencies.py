@@ -232,6 +232,7 @@ async def test_docker_unreachable_opens_one_incident_that_holds_back_every_conta
         engine = make_engine(store, tmp_path, now, [container("app", name), container("worker", name), tcp("db")],
                              CheckContext(docker=docker))
         engine.deps.docker = docker
+        engine.deps.docker_settle = 0.2  # seconds it must keep answering before its incident resolves
         docker.on_reachability = engine.deps.docker_changed
         await engine.restore()
         for i, check in enumerate(("app", "worker")):
