@@ -145,9 +145,9 @@ class Dependencies:
     def restore(self, row: Mapping[str, Any]) -> bool:
         """Take back an unresolved incident's hold, or the Docker incident; True if the row was
         the Docker incident (which no check tracks)."""
-        if row["check_type"] == DOCKER_CHECK and row["check_name"] == DOCKER_CHECK:
+        if row["check_type"] == DOCKER_CHECK and row["check_name"] == DOCKER_CHECK and self.docker is not None:
             self.docker_incident = row["id"]
-            return True
+            return True  # (no Docker any more: resolved as a removed check)
         if row.get("suppressed_by"):
             self.held[row["id"]] = row["suppressed_by"]
         return False
@@ -174,6 +174,12 @@ class Dependencies:
                 # A cause that is itself held back names its own cause: the root, not the relay.
                 return Cause(self.held.get(incident_id, incident_id), name)
         return None
+
+    async def evidence(self, incident_id: str) -> dict[str, Any]:
+        """What a bundle adds about the incidents this one held back: ``{"impact": [...]}``, if any."""
+        store = self.engine.store
+        impact = await store.run(store.incidents.impact, incident_id)
+        return {"impact": impact} if impact else {}
 
     @staticmethod
     def _needs_docker(tracked: Tracked) -> bool:

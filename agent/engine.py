@@ -477,6 +477,7 @@ class Engine:
                 container=tracked.evidence_container,
                 extra_secrets=self.secrets,
             )
+            bundle.update(await self.deps.evidence(incident_id))
             await self.store.run(self.store.evidence.save, incident_id, phase, self.clock(), bundle)
             log.info("evidence.collected", check=tracked.config.name, incident_id=incident_id, phase=phase)
         except Exception as exc:  # evidence is best effort; the incident goes on without it

@@ -154,9 +154,11 @@ async def test_a_dependant_is_held_back_behind_its_cause_then_released_once(
     api = await incident_of(store, "api")
     assert api["suppressed_by"] is None
     assert [t["kind"] for t in api["timeline"]].count("released") == 1
-    # The cause keeps its impact after it resolved, and its last event carried it.
+    # The cause keeps its impact after it resolved, in the API and in its resolved evidence.
     db = await incident_of(store, "db")
     assert db["impact"] == [{"check": "api", "incident_id": api["id"]}]
+    bundle = (await store.run(store.evidence.get, db["id"]))["resolved"]
+    assert bundle["impact"] == [{"check": "api", "incident_id": api["id"]}]
 
 
 async def test_a_dependant_that_recovers_while_held_back_sends_nothing(

@@ -24,7 +24,7 @@ from agent.store import Store
 from checks import CheckContext, build_check
 from checks.base import CheckResult
 from checks.container import ContainerCheckConfig
-from tests.fixtures_agent import wait_until
+from tests.fixtures_agent import SECRET, agent_config, wait_until
 from tests.fixtures_docker import MS, SLEEP_FOREVER, TEST_IMAGE, TEST_LABEL, unique
 
 pytestmark = pytest.mark.docker
@@ -248,3 +248,26 @@ async def test_the_stream_resumes_after_the_engine_restarts(running_store: Store
             client.close()
         failing = await agent.next_result("app", ok=False)
         assert "exited" in failing.message
+
+
+# -- the agent itself -------------------------------------------------------------------------------
+async def test_a_running_agent_opens_the_incident_of_a_killed_container_long_before_its_next_run(
+    docker_url: str, run_container: Any, receiver: Any, spawn_agent: Any
+) -> None:
+    name = unique("ev-agent")
+    container = run_container(name)
+    cfg = agent_config(
+        [{"name": "app", "type": "container", "container": name, "interval": "1h", "timeout": "5s"}],
+        [{"name": "ops", "type": "webhook", "url": receiver.url, "secret": SECRET}],
+    )
+    cfg["docker"] = {"url": docker_url, "timeout": "5s"}
+    agent = spawn_agent(cfg)
+    await agent.ready()
+    await wait_until(lambda: '"docker.events_open"' in agent.log_text(), RESULT_WAIT, "the event stream")
+    await wait_until(lambda: '"check.completed"' in agent.log_text(), RESULT_WAIT, "the first run")
+    await asyncio.to_thread(container.kill)
+    [opened] = await wait_until(lambda: receiver.of("incident.opened"), RESULT_WAIT, "incident.opened")
+    assert "exited (exit code 137" in opened["incident"]["title"]
+    status, evidence = await agent.api(f"/api/incidents/{opened['incident']['id']}/evidence")
+    assert status == 200
+    assert "die" in [e["action"] for e in evidence["opened"]["container"]["docker_events"]]
