@@ -106,6 +106,7 @@ class DockerEvents:
         self.streams_opened = 0
         self._recent: dict[str, deque[dict[str, Any]]] = {}
         self._since_nano: int | None = None
+        self._seen_at_since: set[tuple[str, str]] = set()  # (container id, action) seen at that nanosecond
         self._task: asyncio.Task[Any] | None = None
 
     def recent(self, container: str) -> list[dict[str, Any]]:
@@ -155,9 +156,15 @@ class DockerEvents:
         """One event: record it for its container and run that container's checks now."""
         nano = event.get("timeNano")
         if isinstance(nano, int):
-            if self._since_nano is not None and nano <= self._since_nano:
+            actor = event.get("Actor") or {}
+            this = (str(actor.get("ID") or event.get("id") or ""), str(event.get("Action") or ""))
+            if self._since_nano is not None and (
+                nano < self._since_nano or (nano == self._since_nano and this in self._seen_at_since)
+            ):
                 return  # a replay of one already seen, after a reconnect with ``since``
-            self._since_nano = nano
+            if nano != self._since_nano:
+                self._since_nano, self._seen_at_since = nano, set()
+            self._seen_at_since.add(this)  # events of one nanosecond (start and restart) are all kept
         targets = self.targets()
         for gone in [k for k in self._recent if k not in targets]:
             del self._recent[gone]  # the check that watched it is gone

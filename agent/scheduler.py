@@ -73,8 +73,7 @@ class Scheduler:
         task = self._tasks.pop(name, None)
         self._wake.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancelled([task])
 
     def run_now(self, name: str) -> bool:
         """Run check ``name`` as soon as a slot is free, off its schedule; False if it is not scheduled."""
@@ -93,9 +92,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await _cancelled(list(self._tasks.values()))
         self._tasks.clear()
 
     async def _loop(self, check: AnyCheck) -> None:
@@ -142,3 +139,15 @@ class Scheduler:
         except Exception:  # the engine failing on one result must not stop this check
             log.exception("engine.error", check=check.name)
         return result
+
+
+async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are over. A cancel that arrives as an awaited call
+    completes can be swallowed (``asyncio.wait_for`` on Python 3.11 returns the result instead):
+    such a task is cancelled again rather than waited for until its next run."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -48,6 +48,20 @@ def test_an_event_is_matched_by_name_id_or_id_prefix() -> None:
     assert watched_key(event, {"db": ["db"]}) is None
 
 
+def test_a_replayed_event_is_handled_once_and_events_of_one_nanosecond_all_count() -> None:
+    asked: list[str] = []
+    events = DockerEvents(DockerEngine("unix:///nowhere"), lambda: {"api": ["web"]}, asked.append,
+                          lambda name, coro: asyncio.ensure_future(coro))
+
+    def event(action: str, nano: int) -> dict[str, Any]:
+        return {"Action": action, "timeNano": nano, "Actor": {"ID": "c1", "Attributes": {"name": "api"}}}
+
+    for e in (event("start", 5), event("restart", 5), event("start", 5), event("die", 4), event("die", 6)):
+        events.handle(e)
+    assert [e["action"] for e in events.recent("api")] == ["start", "restart", "die"]
+    assert asked == ["web"] * 3
+
+
 # -- the harness ----------------------------------------------------------------------------
 @dataclass
 class Agent:
@@ -152,7 +166,8 @@ async def test_a_stopped_container_is_seen_at_once(
         await asyncio.to_thread(container.stop, timeout=5)
         failing = await agent.next_result("app", ok=False)
         assert "exited" in failing.message
-        assert "stop" in [e["action"] for e in agent.events.recent(name)]
+        # The engine says "stop" once the container is down, after its "die" (which ran the check).
+        await wait_until(lambda: "stop" in [e["action"] for e in agent.events.recent(name)], RESULT_WAIT, "stop")
 
 
 async def test_a_container_turning_unhealthy_is_seen_at_once(
@@ -163,7 +178,6 @@ async def test_a_container_turning_unhealthy_is_seen_at_once(
               "retries": 1}
     container = run_container(name, healthcheck=health)
     async with running_agent(running_store, tmp_path, docker_url, {"app": name}) as agent:
-        await agent.next_result("app", ok=True)  # healthy, said by its health_status event
         await asyncio.to_thread(container.exec_run, ["touch", "/tmp/bad"])
         failing = await agent.next_result("app", ok=False)
         assert "is unhealthy" in failing.message
