@@ -2,8 +2,8 @@
 
 A check may name the checks it ``depends_on``. While one of them has an open incident, a failing
 dependant's incident opens held back — ``suppressed_by`` that incident: recorded, not notified,
-not healed — and the cause's incident lists it under ``impact`` (and says so once, with an
-``incident.updated`` whose ``changes`` is ``["impact"]``). When the cause resolves, its dependants
+not healed — and the cause's incident lists it under ``impact`` (and says so with one
+``incident.updated`` whose ``changes`` is ``["impact"]`` for the dependants of about a second). When the cause resolves, its dependants
 run at once; one that still fails is released exactly once, as if it had just opened (one
 ``incident.opened``, and its heal). A dependant that recovers while held back
 resolves without a word. The flag is stored (``suppressed_by``, cleared at the release), so a
@@ -43,6 +43,10 @@ DOCKER_CHECK = "docker"
 """The check name (and ``check_type``) of the Docker engine's own incident."""
 
 Loc = tuple[str | int, ...]
+
+IMPACT_COALESCE = 1.0
+"""Seconds the cause's incident gathers dependants before it says so: fifty containers held back by
+the Docker engine make one ``incident.updated``, not fifty."""
 
 DOCKER_SETTLE = 2.0
 """Seconds the Docker engine must keep answering before its incident resolves: an engine that is
@@ -128,6 +132,8 @@ class Dependencies:
         self.run_now: Callable[[str], object] = lambda _check: None
         self._docker_lock = asyncio.Lock()
         self._docker_flips = 0  # changes of reachability seen: a resolve waits for none to come
+        self.impact_coalesce = IMPACT_COALESCE
+        self._impact_pending: dict[str, list[tuple[str, str]]] = {}  # cause -> (check, incident) to note
         self.docker_settle = DOCKER_SETTLE
 
     @property
@@ -186,19 +192,26 @@ class Dependencies:
         return "docker" in type(tracked.check).needs
 
     def opened(self, incident_id: str, cause: Cause, check: str) -> None:
-        """A held-back incident was written: remember it and tell the cause's incident."""
+        """A held-back incident was written: remember it and tell the cause's incident (the
+        dependants of about a second together)."""
         self.held[incident_id] = cause.incident_id
-        self.engine._spawn(self._note_impact(cause.incident_id, check, incident_id))
+        pending = self._impact_pending.setdefault(cause.incident_id, [])
+        pending.append((check, incident_id))
+        if len(pending) == 1:
+            self.engine._spawn(self._note_impact(cause.incident_id))
 
-    async def _note_impact(self, cause_id: str, check: str, incident_id: str) -> None:
-        """The cause's incident says (once per dependant) what it holds back."""
+    async def _note_impact(self, cause_id: str) -> None:
+        """The cause's incident says what it holds back: a timeline entry per dependant, one event."""
+        await asyncio.sleep(self.impact_coalesce)
+        noted = self._impact_pending.pop(cause_id, [])
         engine = self.engine
         async with engine._held(cause_id) as (row, tracked):
-            if row["status"] == "resolved":
+            if row["status"] == "resolved" or not noted:
                 return
             change = Change(
                 cause_id, engine.clock(),
-                timeline=[("impact", f"{check} failing too: its incident {incident_id} is held back")],
+                timeline=[("impact", f"{check} failing too: its incident {incident_id} is held back")
+                          for check, incident_id in noted],
                 events=[("incident.updated", None)],
                 event_fields={"incident.updated": {"changes": ["impact"]}},
                 notifiers=tracked.config.notify if tracked is not None else self._notify_of(row),

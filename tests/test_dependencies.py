@@ -87,9 +87,11 @@ def tcp(name: str, **extra: Any) -> TcpCheckConfig:
 def make_engine(store: Store, tmp_path: Path, now: dict[str, float], configs: list[Any],
                 context: CheckContext | None = None) -> Engine:
     context = context or CheckContext()
-    return Engine(store, [build_check(c, context) for c in configs], clients=context,
-                  evidence=EvidenceCollector(context.docker, tmp_path, time_bound=1.0), notify_all=["ops"],
-                  clock=lambda: now["t"])
+    engine = Engine(store, [build_check(c, context) for c in configs], clients=context,
+                    evidence=EvidenceCollector(context.docker, tmp_path, time_bound=1.0), notify_all=["ops"],
+                    clock=lambda: now["t"])
+    engine.deps.impact_coalesce = 0.0  # each result here is drained before the next
+    return engine
 
 
 def db_and_api(store: Store, tmp_path: Path, now: dict[str, float]) -> Engine:
@@ -209,6 +211,21 @@ async def test_a_dependant_of_a_dependant_is_held_back_by_the_root_cause(
     assert web["suppressed_by"] == db["id"]
     assert [i["check"] for i in db["impact"]] == ["api", "web"]
     assert [e for e in await events(store) if e[1] == "incident.opened"] == [("db", "incident.opened")]
+
+
+async def test_dependants_failing_together_make_one_impact_event(running_store: Store, tmp_path: Path) -> None:
+    store, now = running_store, {"t": T0}
+    engine = make_engine(store, tmp_path, now, [tcp("db")] + [tcp(f"svc{i}", depends_on=["db"]) for i in range(5)])
+    engine.deps.impact_coalesce = 0.05
+    await engine.restore()
+    await result(engine, now, "db", False, T0)
+    for i in range(5):
+        now["t"] = T0 + 1
+        await engine.on_result(CheckResult(f"svc{i}", False, T0 + 1, 0.001, "connection refused"))
+    await engine.drain(5)
+    db = await incident_of(store, "db")
+    assert len(db["impact"]) == 5 and [t["kind"] for t in db["timeline"]].count("impact") == 5
+    assert await events(store) == [("db", "incident.opened"), ("db", "incident.updated")]
 
 
 # -- the Docker engine's own incident -----------------------------------------------------------
