@@ -4,8 +4,9 @@ Start, in order: open the store → start connecting to Docker (in the backgroun
 that never answers holds up nothing; container checks fail with "Docker unreachable" until it
 answers) → restore open incidents → serve the API → start the outbox → (heals and evidence) →
 upkeep (results flush every second, the outbox's figures for ``/health`` every 2 s, pruning hourly)
-→ the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
-under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
+→ the scheduler → Docker's events (when a check watches a container: they run its checks at
+once; ``agent.docker_events``). Stop is the reverse, each step bounded: stop scheduling → let heals
+and evidence under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
 the API → flush results → close the clients → close the database.
 
 Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during

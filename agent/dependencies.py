@@ -2,10 +2,10 @@
 
 A check may name the checks it ``depends_on``. While one of them has an open incident, a failing
 dependant's incident opens held back — ``suppressed_by`` that incident: recorded, not notified,
-not healed — and the cause's incident lists it under ``impact`` (and says so with one
-``incident.updated`` whose ``changes`` is ``["impact"]`` for the dependants of about a second). When the cause resolves, its dependants
-run at once; one that still fails is released exactly once, as if it had just opened (one
-``incident.opened``, and its heal). A dependant that recovers while held back
+not healed — and the cause's incident lists it under ``impact``, and says so with one
+``incident.updated`` (``changes: ["impact"]``) for the dependants of about a second. When the cause
+resolves, its dependants run at once; one that still fails is released exactly once, as if it had
+just opened (one ``incident.opened``, and its heal). A dependant that recovers while held back
 resolves without a word. The flag is stored (``suppressed_by``, cleared at the release), so a
 restart in between still releases once.
 
