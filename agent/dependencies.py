@@ -12,7 +12,7 @@ restart in between still releases once.
 Built in: the Docker engine. While it is unreachable, container checks do not each open an
 incident: the agent opens one for the engine itself at the first unreachable call (check
 ``docker``, ``check_type: docker``) and the container checks' incidents open suppressed by it; it
-resolves when the engine answers again.
+resolves once the engine has kept answering for ``DOCKER_SETTLE`` seconds.
 
 The shape follows maintenance windows (``agent.engine``: ``quiet``, ``_in_maintenance``,
 ``_release_if_over``): the engine asks ``cause()`` before it evaluates a result, records the
