@@ -5,10 +5,11 @@ that never answers holds up nothing; container checks fail with "Docker unreacha
 answers) → restore open incidents → write the postmortem drafts still missing → serve the API → start
 the outbox → (heals and evidence) →
 upkeep (results flush every second, the outbox's figures for ``/health`` every 2 s, pruning hourly)
-→ the scheduler. Stop is the reverse, each step bounded: stop scheduling → let heals and evidence
-under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) → close
-the API → let postmortem drafts under way finish (2 s; the rest are written at the next start) → flush
-results → close the clients → close the database.
+→ the scheduler → Docker's events (when a check watches a container: they run its checks at
+once; ``agent.docker_events``). Stop is the reverse, each step bounded: stop scheduling → let heals
+and evidence under way finish (5 s) → give in-flight deliveries 5 s (the rest stay pending in SQLite) →
+close the API → let postmortem drafts under way finish (2 s; the rest are written at the next start) →
+flush results → close the clients → close the database.
 
 Signal handlers are installed before anything slow and only ask for a stop, so a SIGTERM during
 the start ends it early and exits 0 like any other stop. A second
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from agent.api import OutboxFigures, RetryAnswer
     from agent.config import CheckConfigBase, Config
     from agent.discovery import Discovery
+    from agent.docker_events import DockerEvents
     from agent.dockerclient import DockerEngine
     from agent.engine import Engine
     from agent.evidence import EvidenceCollector
@@ -330,6 +332,7 @@ class Daemon:
         self._heal_arg = heal
         self.heal_enabled = config.agent.heal if heal is None else heal
         self.discovery: Discovery | None = None
+        self.docker_events: DockerEvents | None = None
         self._reload_lock = asyncio.Lock()
         self._serving = False  # every part started: a reload may begin
         self._reload_pending = False  # a SIGHUP came during the start
@@ -494,6 +497,11 @@ class Daemon:
         self.scheduler: Scheduler = Scheduler(
             checks, self.engine.on_result, max_concurrent=cfg.agent.max_concurrent_checks
         )
+        self.engine.deps.set_docker_defaults(cfg.defaults.severity, cfg.defaults.notify)
+        self.engine.deps.docker = self.docker
+        self.engine.deps.run_now = self.scheduler.run_now
+        if self.docker is not None:
+            self.docker_events = self._watch_docker_events(self.docker)
         self.reader = _StoreReader(self.store)
 
         add = self.supervisor.add
@@ -509,6 +517,8 @@ class Daemon:
         add(_Part("upkeep", self._start_upkeep, self._stop_upkeep), QUICK_GRACE)
         add(_Part("policies", self._start_timers, self._stop_timers, "stop policy timers"), QUICK_GRACE)
         add(_Part("scheduler", self._start_scheduler, self._stop_scheduler, "stop scheduling"), QUICK_GRACE)
+        if self.docker_events is not None:
+            add(self.docker_events, QUICK_GRACE)
         if self.discovery is not None:
             add(self.discovery, QUICK_GRACE)
         add(self.systemd)  # last: READY=1 once everything serves; first to stop: STOPPING=1
@@ -583,8 +593,28 @@ class Daemon:
         if self.docker is not None:
             await self.docker.close()
 
+    def _watch_docker_events(self, docker: DockerEngine) -> DockerEvents:
+        """Docker's events re-run the checks of the container they are about (and go into evidence)."""
+        from agent.docker_events import DockerEvents, watched_containers
+
+        events = DockerEvents(
+            docker, lambda: watched_containers(self.engine.tracked), self.scheduler.run_now, self.supervisor.spawn
+        )
+        self.evidence.docker_events = events.recent
+        return events
+
+    def _follow_docker(self) -> None:
+        """The Docker engine's own incident follows whether it answers, from now on (after the
+        restore, so a restored one is known before the engine's first answer)."""
+        if self.docker is None:
+            return
+        self.docker.on_reachability = self.engine.deps.docker_changed
+        if self.docker.reachable is not None:
+            self.engine.deps.docker_changed(self.docker.reachable, self.docker.last_error)
+
     async def _restore(self) -> None:
         await self.engine.restore()
+        self._follow_docker()
         retired = await self.store.run(self.store.outbox.retire_unknown_notifiers, list(self.outbox.notifiers))
         if retired:
             log.warning("outbox.retired", events=retired, reason="notifier removed from the config")
@@ -810,6 +840,7 @@ class Daemon:
         self.engine.postmortem_after = new.postmortem_after
         self._set_postmortem_rule(new)
         self.engine.set_maintenance(m.window() for m in new.maintenance)
+        self.engine.deps.set_docker_defaults(new.defaults.severity, new.defaults.notify)
         self.engine.heal_enabled = self.heal_enabled = heal_enabled
         if self.relog is not None:
             self.relog(new)
@@ -874,6 +905,10 @@ class Daemon:
         self.docker = DockerEngine(config.docker.url, timeout=config.docker.timeout)
         self.context.docker = self.docker
         self.evidence.docker = self.docker
+        self.engine.deps.docker = self.docker
+        self._follow_docker()
+        self.docker_events = self._watch_docker_events(self.docker)
+        self.supervisor.spawn("docker:events", self.docker_events.run())
         self._docker_connect = self.supervisor.spawn("docker:connect", self._ping_docker(self.docker))
 
     # -- upkeep ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -65,6 +65,8 @@ class DockerEngine:
         else:
             self._socket = None
             self._base = ("https://" if scheme == "https" else "http://") + rest.rstrip("/")
+        # Called on the event loop when ``reachable`` changes: (reachable, why not).
+        self.on_reachability: Callable[[bool, str | None], None] | None = None
 
     def __repr__(self) -> str:
         return f"DockerEngine({self.url!r}, reachable={self.reachable})"
@@ -219,13 +221,17 @@ class DockerEngine:
         raise DockerError(f"Docker error: {_explanation(body, response.status)}")
 
     def _unreachable(self, reason: str) -> DockerUnavailable:
-        self.reachable = False
+        was, self.reachable = self.reachable, False
         self.last_error = reason
+        if was is not False and self.on_reachability is not None:
+            self.on_reachability(False, reason)
         return DockerUnavailable(reason)
 
     def _mark_reachable(self) -> None:
-        self.reachable = True
+        was, self.reachable = self.reachable, True
         self.last_error = None
+        if was is not True and self.on_reachability is not None:
+            self.on_reachability(True, None)
 
 
 def _id(container: str) -> str:

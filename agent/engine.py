@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.baseline import Baselines
+from agent.dependencies import Cause, Dependencies
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import (
@@ -225,6 +226,7 @@ class Engine:
         self._results_error: str | None = None
         self._manual_lock = asyncio.Lock()  # commands on incidents no check's lock covers
         self._manual_open: dict[str, str] = {}  # unresolved incidents opened by hand -> severity
+        self.deps = Dependencies(self)  # incidents held back by another one (depends_on, Docker)
 
     # -- start -----------------------------------------------------------------------------
     async def restore(self) -> None:
@@ -233,6 +235,8 @@ class Engine:
         longest = max((t.policy.heal.within for t in self.tracked.values() if t.policy.heal), default=0.0)
         self.budget = HealBudget(await self.store.run(self.store.heals.since, now - longest))
         for row in await self.store.run(self.store.incidents.open_rows):
+            if self.deps.restore(row):
+                continue
             tracked = self.tracked.get(row["check_name"])
             if tracked is None:
                 await self._resolve_removed(row, now)
@@ -278,6 +282,7 @@ class Engine:
         )
         self._filter(change, row["severity"])
         await self.store.run(self.store.apply, change)
+        self.deps.after_resolve(row["id"])
         log.info("incident.resolved", check=row["check_name"], incident_id=row["id"], reason="check_removed")
         self.on_events()
         self.on_resolved(row["id"])
@@ -373,10 +378,14 @@ class Engine:
                 self.baselines.record(result.check, result.started_at, result.latency)
             now = self.clock()
             quiet = self.quiet(tracked, now)
+            cause = await self.deps.cause(tracked, result.ok)
+            await self.deps.release_if_free(tracked, cause, not result.ok, now)
             await self._release_if_over(tracked, quiet, now)
             policy = tracked.policy
             if quiet is not None and not quiet.heal and policy.heal is not None:
                 policy = replace(policy, heal=None)  # nothing healed in maintenance
+            if (cause is not None or self.deps.holds(tracked.state.incident_id)) and policy.heal is not None:
+                policy = replace(policy, heal=None)  # nothing healed while another incident holds it back
             transition = evaluate(
                 tracked.state,
                 result.ok and not (result.warning and tracked.config.open_on == "warning"),
@@ -391,12 +400,18 @@ class Engine:
             if not transition.decisions:
                 tracked.state = transition.state
             else:
-                await self._apply(tracked, result, transition, now, quiet)
+                await self._apply(tracked, result, transition, now, quiet, cause)
             if tracked.state.incident_id is not None and tracked.config.severity_rules:
                 await self._raise_severity(tracked, now, quiet)
 
     async def _apply(
-        self, tracked: Tracked, result: CheckResult, transition: Transition, now: float, quiet: Quiet | None = None
+        self,
+        tracked: Tracked,
+        result: CheckResult,
+        transition: Transition,
+        now: float,
+        quiet: Quiet | None = None,
+        cause: Cause | None = None,
     ) -> None:
         cfg = tracked.config
         incident_id = transition.incident_id
@@ -440,7 +455,13 @@ class Engine:
                 change.timeline.append(("updated", f"severity {cfg.severity} → {severity} by rule: {raised_by[1]}"))
         change.state = transition.stored_state.to_json()
         opening = "open" in transition.kinds()
-        silent = quiet is not None or incident_id in self._in_maintenance
+        held = (opening and cause is not None) or self.deps.holds(incident_id)
+        silent = quiet is not None or incident_id in self._in_maintenance or held
+        if opening and cause is not None:
+            assert change.create is not None
+            change.create.update(suppressed_by=cause.incident_id, cause_id=cause.incident_id)
+            said = f"held back: {cause.check} has an open incident ({cause.incident_id}); nothing sent, nothing healed"
+            change.timeline.append(("suppressed", said))
         if silent:
             # Recorded, not sent: the timeline says so, and the end of the window notifies it.
             change.events = []
@@ -455,8 +476,11 @@ class Engine:
         tracked.state = transition.state
         if opening and silent and quiet is not None:
             self._in_maintenance.add(incident_id)
+        if opening and cause is not None:
+            self.deps.opened(incident_id, cause, cfg.name)
         if "resolve" in transition.kinds():
             self._in_maintenance.discard(incident_id)
+            self.deps.after_resolve(incident_id)
         if transition.heal is not None:
             self.budget.record(transition.heal, now)
         for d in transition.decisions:
@@ -493,8 +517,8 @@ class Engine:
             events=[("incident.updated", None)],
             event_fields={"incident.updated": {"changes": ["severity"], "rule": rule}},
         )
-        if quiet is not None or incident_id in self._in_maintenance:
-            change.events = []  # recorded; the end of the window notifies it at its new severity
+        if quiet is not None or incident_id in self._in_maintenance or self.deps.holds(incident_id):
+            change.events = []  # recorded; its release notifies it at its new severity
         self._filter(change, severity)
         if not await self._write(change, check=tracked.config.name):
             return
@@ -618,6 +642,7 @@ class Engine:
                 container=tracked.evidence_container,
                 extra_secrets=self.secrets,
             )
+            bundle.update(await self.deps.evidence(incident_id))
             await self.store.run(self.store.evidence.save, incident_id, phase, self.clock(), bundle)
             log.info("evidence.collected", check=tracked.config.name, incident_id=incident_id, phase=phase)
         except Exception as exc:  # evidence is best effort; the incident goes on without it
@@ -878,6 +903,7 @@ class Engine:
             found = await self._command(row, tracked, change)
             self._in_maintenance.discard(incident_id)
             self._manual_open.pop(incident_id, None)
+            self.deps.after_resolve(incident_id)
             if tracked is not None and state is not None:
                 tracked.state = state
         log.info("incident.resolved", incident_id=incident_id, by=by, reason="by_hand")
@@ -946,6 +972,8 @@ class Engine:
         incident_id = tracked.state.incident_id
         if quiet is not None or incident_id is None or incident_id not in self._in_maintenance:
             return
+        if self.deps.holds(incident_id):
+            return  # another incident still holds it back: its release notifies it
         change = Change(
             incident_id, now, notifiers=tracked.config.notify,
             update={"in_maintenance": 0},

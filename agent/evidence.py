@@ -86,6 +86,8 @@ class EvidenceCollector:
         self._collecting = 0
         self._queued = 0
         self._executor: ThreadPoolExecutor | None = None  # made at the first snapshot
+        # The engine's recent events about a container (``DockerEvents.recent``), when they are read.
+        self.docker_events: Callable[[str], list[dict[str, Any]]] | None = None
 
     @property
     def collecting(self) -> int:
@@ -162,7 +164,16 @@ class EvidenceCollector:
     async def _container(
         self, name: str | None, extra: list[str]
     ) -> tuple[dict[str, Any] | None, list[str]]:
-        """The container section and the secret values found in its environment."""
+        """The container section (with the engine's recent events about it, when they are read)
+        and the secret values found in its environment."""
+        section, secrets = await self._container_state(name, extra)
+        if section is not None and name and self.docker_events is not None:
+            section["docker_events"] = self.docker_events(name)
+        return section, secrets
+
+    async def _container_state(
+        self, name: str | None, extra: list[str]
+    ) -> tuple[dict[str, Any] | None, list[str]]:
         if not name:
             return None, []
         if self.docker is None:

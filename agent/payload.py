@@ -35,6 +35,7 @@ def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
         "manual": bool(row.get("manual")),
         "in_maintenance": bool(row.get("in_maintenance")),
         "flapping": bool(row.get("flapping")),
+        "suppressed_by": row.get("suppressed_by"),
     }
 
 
@@ -43,8 +44,10 @@ def incident_snapshot(
     timeline: list[dict[str, Any]],
     comments: Sequence[dict[str, Any]] = (),
     updates: Sequence[dict[str, Any]] = (),
+    impact: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The incident as it is now, as events and the API carry it (with the comments given)."""
+    """The incident as it is now, as events and the API carry it (with the comments given, and
+    ``impact``: the incidents of other checks it held back, as ``{check, incident_id}``)."""
     state = row["state"]
     if isinstance(state, str):
         state = json.loads(state)
@@ -80,6 +83,7 @@ def incident_snapshot(
             {"at": iso(u["at"]), "author": u["author"], "phase": u["phase"], "message": u["message"]}
             for u in updates
         ],
+        "impact": [{"check": i["check"], "incident_id": i["incident_id"]} for i in impact],
     }
 
 

@@ -5,6 +5,9 @@ Each check has its own task: a random start offset spreads the load, then runs h
 bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
 timeout, so a hanging target occupies one slot of one check, never another check's time.
 A reload starts and stops single checks (``add``/``remove``); the others' tasks are not touched.
+``run_now`` (Docker's events ask for it) wakes one check's task for a run at once, within the same
+concurrency cap; the schedule is unchanged (the next planned run is still at ``start + k * interval``)
+and calls that come while a run is under way make one more run after it, not one each.
 Each run is counted in ``tally`` (runs, durations, and how late it started: the moment it got a
 slot minus the slot it was planned for), plain dict work, read by ``/metrics`` when scraped.
 """
@@ -47,6 +50,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._jitter = jitter
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
         self._spawn: Spawn = lambda name, coro: asyncio.create_task(coro, name=name)
         self.running = 0
         self.tally = CheckTally()
@@ -67,9 +71,17 @@ class Scheduler:
         """Stop scheduling one check; a run under way is cancelled (its result is not reported)."""
         self.checks = [c for c in self.checks if c.name != name]
         task = self._tasks.pop(name, None)
+        self._wake.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancelled([task])
+
+    def run_now(self, name: str) -> bool:
+        """Run check ``name`` as soon as a slot is free, off its schedule; False if it is not scheduled."""
+        wake = self._wake.get(name)
+        if wake is None or name not in self._tasks:
+            return False
+        wake.set()
+        return True
 
     def task(self, name: str) -> asyncio.Task[None] | None:
         """The task that runs check ``name`` (the same one for as long as the check is unchanged)."""
@@ -80,20 +92,34 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await _cancelled(list(self._tasks.values()))
         self._tasks.clear()
 
     async def _loop(self, check: AnyCheck) -> None:
         interval = check.config.interval
+        wake = self._wake[check.name] = asyncio.Event()
         start = time.monotonic() + (random.uniform(0, min(interval, 5.0)) if self._jitter else 0.0)
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        planned = start
+        planned: float | None = start
+        if not await self._sleep_until(start, wake):
+            planned = None
         while True:
+            wake.clear()
             await self.run_once(check, planned)
-            planned = next_slot(start, interval, time.monotonic())
-            await asyncio.sleep(max(0.0, planned - time.monotonic()))
+            slot = next_slot(start, interval, time.monotonic())
+            planned = slot if await self._sleep_until(slot, wake) else None
+
+    @staticmethod
+    async def _sleep_until(moment: float, wake: asyncio.Event) -> bool:
+        """Sleep until the monotonic ``moment``: True when it came, False when ``wake`` came first."""
+        delay = max(0.0, moment - time.monotonic())
+        if wake.is_set():
+            return False
+        try:
+            async with asyncio.timeout(delay):
+                await wake.wait()
+        except TimeoutError:
+            return True
+        return False
 
     async def run_once(self, check: AnyCheck, planned: float | None = None) -> CheckResult:
         """One run; ``planned`` is the monotonic time it was due, if it was scheduled."""
@@ -113,3 +139,15 @@ class Scheduler:
         except Exception:  # the engine failing on one result must not stop this check
             log.exception("engine.error", check=check.name)
         return result
+
+
+async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are over. A cancel that arrives as an awaited call
+    completes can be swallowed (``asyncio.wait_for`` on Python 3.11 returns the result instead):
+    such a task is cancelled again rather than waited for until its next run."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -148,6 +148,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "conditions": [], "tags": [], "group": None,
         "open_when": None, "baseline": {"window": 3600.0, "min_samples": 30},
         "flapping": {"enabled": True, "window": 20, "high": 50.0, "low": 25.0},
+        "depends_on": [],
     }
     redis = config.check("redis")
     assert isinstance(redis, TcpCheckConfig)

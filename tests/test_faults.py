@@ -636,12 +636,15 @@ async def test_docker_stopped_and_restarted_mid_run(
     await poll(lambda: checks_by_name(agent), lambda c: c["app"]["state"] == "passing", 30, "app passing again")
     await poll(lambda: health(agent), lambda h: h["status"] == "ok", 10, "/health ok again")
     recovered_after = time.monotonic() - t1
-    await wait_until(
-        lambda: [r for r in recording_receiver.delivered() if r.payload["event"] == "incident.resolved"],
-        15, "incident.resolved",
-    )
-    kinds = [r.payload["event"] for r in recording_receiver.delivered()]
-    assert kinds == ["incident.opened", "incident.resolved"], kinds
+    def of_check(check: str) -> list[str]:
+        return [r.payload["event"] for r in recording_receiver.delivered() if r.payload["incident"]["check"] == check]
+
+    await wait_until(lambda: "incident.resolved" in of_check("docker"), 15, "the engine's incident resolved")
+    # One page for the engine itself. The container's own incident only if the engine stopped it
+    # (its die event seen) before it went away; held back by the engine's incident otherwise.
+    assert of_check("docker") == ["incident.opened", "incident.resolved"], of_check("docker")
+    assert {r.payload["incident"]["check"] for r in recording_receiver.delivered()} <= {"docker", "app"}
+    assert of_check("app").count("incident.opened") <= 1, of_check("app")
     assert agent.proc is not None and agent.proc.poll() is None
     print(f"\ndocker: engine down {stopped_for:.1f}s until degraded; recovered {recovered_after:.1f}s after restart")
     agent.signal(signal.SIGTERM)

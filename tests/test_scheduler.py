@@ -82,3 +82,52 @@ async def test_a_probe_that_hangs_times_out() -> None:
     check.config = SimpleNamespace(name="h", timeout=0.05, interval=1.0)
     result = await check.run()
     assert not result.ok and result.message == "timed out after 50ms"
+
+
+class Counted(Gate):
+    """Passes at once; each result is put on a queue the test awaits."""
+
+    def __init__(self, name: str, interval: float = 3600.0) -> None:
+        gate = asyncio.Event()
+        gate.set()
+        super().__init__(name, gate, [])
+        self.config = SimpleNamespace(name=name, timeout=5.0, interval=interval)
+
+
+async def test_run_now_runs_a_check_at_once_whatever_its_interval() -> None:
+    results: asyncio.Queue[CheckResult] = asyncio.Queue()
+    check = Counted("slow")
+    scheduler = Scheduler([check], results.put, jitter=False)
+    scheduler.start()
+    try:
+        await results.get()  # the first, planned run
+        assert scheduler.run_now("slow")
+        woken = await asyncio.wait_for(results.get(), 5)  # an hour's interval cannot explain it
+        assert woken.check == "slow"
+        assert sum(scheduler.tally.lag.counts) == 1  # a woken run is not counted as a late planned one
+        assert not scheduler.run_now("unknown")
+    finally:
+        await scheduler.stop()
+
+
+async def test_wake_ups_during_a_run_make_one_more_run_not_one_each() -> None:
+    gate, running = asyncio.Event(), []
+    results: asyncio.Queue[CheckResult] = asyncio.Queue()
+    check = Gate("held", gate, running)
+    check.config = SimpleNamespace(name="held", timeout=5.0, interval=3600.0)
+    scheduler = Scheduler([check], results.put, jitter=False, max_concurrent=1)
+    scheduler.start()
+    try:
+        while not running:
+            await asyncio.sleep(0)
+        for _ in range(3):
+            scheduler.run_now("held")
+        gate.set()
+        await results.get()
+        await asyncio.wait_for(results.get(), 5)  # the one extra run
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert results.empty() and len(running) == 2
+    finally:
+        await scheduler.stop()
+

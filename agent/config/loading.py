@@ -43,6 +43,7 @@ from agent.config.sections import (
     RouteConfig,
 )
 from agent.config.types import ConfigModel, PositiveDuration
+from agent.dependencies import dependency_errors
 from agent.routing import matches, route
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,6 +196,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         if isinstance(raw, Mapping):
             found.errors.extend(_unknown_notifiers(raw.get("notify"), (*loc, "notify"), names))
     found.errors.extend(_duplicates(raw_checks, "checks", "check"))
+    found.errors.extend(dependency_errors(raw_checks))
 
     state_dir = agent.state_dir if agent else path.parent / "state"
     context = {**base, "state_dir": state_dir}

@@ -471,6 +471,7 @@ class CheckConfigBase(ConfigModel):
     def flap_rule(self) -> FlapRule | None:
         """``flapping`` as the incident machine reads it (None: not watched)."""
         return self.flapping.rule()
+    depends_on: list[Name] = Field(default_factory=list)  # checks whose open incident holds this one's back
 
     @model_validator(mode="before")
     @classmethod

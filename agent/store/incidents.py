@@ -88,8 +88,20 @@ class IncidentsRepo(Repo):
             "SELECT at, author, phase, message FROM updates WHERE incident_id = ? ORDER BY id", (incident_id,)
         ).fetchall()
         return payload.incident_snapshot(
-            dict(row), [dict(t) for t in timeline], [dict(c) for c in comments], [dict(u) for u in updates]
+            dict(row),
+            [dict(t) for t in timeline],
+            [dict(c) for c in comments],
+            [dict(u) for u in updates],
+            self.impact(incident_id),
         )
+
+    def impact(self, incident_id: str) -> list[dict[str, Any]]:
+        """The incidents of other checks this one held back (their ``cause_id``), oldest first."""
+        rows = self.db.execute(
+            "SELECT check_name AS 'check', id AS incident_id FROM incidents WHERE cause_id = ? ORDER BY opened_at, id",
+            (incident_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
         """The incident as the API shows it, internal comments included, with its postmortem
