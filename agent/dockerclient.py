@@ -58,6 +58,7 @@ class DockerEngine:
         # While a call to an engine not yet known to answer has waited this long (monotonic start),
         # other calls fail fast with the reason rather than each waiting out its own timeout.
         self._unanswered_since: float | None = None
+        self._first_answer: asyncio.Future[None] | None = None  # done when that first call ends
         scheme, _, rest = url.partition("://")
         if scheme == "unix":
             self._socket: str | None = rest if rest.startswith("/") else "/" + rest
@@ -196,12 +197,17 @@ class DockerEngine:
 
         bound = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        since = self._unanswered_since
-        if since is not None and self.reachable is not True and loop.time() - since > _CONNECT_WAIT:
-            raise self._unreachable(f"Docker unreachable at {self.url}: no answer yet (still connecting)")
-        first = since is None
+        since, pending = self._unanswered_since, self._first_answer
+        if since is not None and pending is not None and self.reachable is not True:
+            # Another call is already waiting on an engine not known to answer: wait for its answer
+            # at most what is left of _CONNECT_WAIT, then fail fast rather than queue a timeout.
+            try:
+                await asyncio.wait_for(asyncio.shield(pending), max(0.0, _CONNECT_WAIT - (loop.time() - since)))
+            except TimeoutError:
+                raise self._unreachable(f"Docker unreachable at {self.url}: no answer yet (still connecting)") from None
+        first = self._unanswered_since is None
         if first:
-            self._unanswered_since = loop.time()
+            self._unanswered_since, self._first_answer = loop.time(), loop.create_future()
         try:
             async with asyncio.timeout(bound):
                 async with self._client().request(method, self._base + path, params=params) as response:
@@ -212,7 +218,10 @@ class DockerEngine:
             raise self._unreachable(f"Docker unreachable at {self.url}: {_root_cause(exc)}") from None
         finally:
             if first:
+                done, self._first_answer = self._first_answer, None
                 self._unanswered_since = None
+                if done is not None and not done.done():
+                    done.set_result(None)  # answered or not: the waiting calls go on by themselves
         self._mark_reachable()  # an API error is an answer
         if response.status in ok:
             return body

@@ -7,6 +7,7 @@ on, a socket bound but never listening, and a server that accepts and never answ
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -370,3 +371,20 @@ def test_engine_and_healers_import_without_docker_py() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr or "docker-py was imported eagerly"
+
+
+async def test_calls_behind_an_unanswered_first_one_fail_fast(silent_docker: SilentDocker) -> None:
+    """While a first call waits on an engine that never answers, the others give up after 0.5 s
+    with the reason instead of each waiting out its own timeout."""
+    eng = DockerEngine(silent_docker.url, timeout=5.0)
+    try:
+        first = asyncio.create_task(eng.inspect("web"))
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(DockerUnavailable, match=r"no answer yet \(still connecting\)$"):
+            await eng.logs("web")
+        assert time.monotonic() - t0 < 2.0
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    finally:
+        await eng.close()
