@@ -1,6 +1,6 @@
 """Runs every check on its own interval, on a monotonic schedule that does not drift.
 
-Each check has its own task: a random start offset spreads the load, then runs happen at
+Each check has its own task: the first run comes within a second of the start and a random phase spreads the rest: runs happen at
 ``start + k * interval``; a run that overran its slot skips the missed slots rather than
 bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
 timeout, so a hanging target occupies one slot of one check, never another check's time.
@@ -27,6 +27,8 @@ from checks.base import AnyCheck, CheckResult
 
 log = structlog.get_logger("lifeguard.scheduler")
 
+FIRST_RUN_WITHIN = 1.0  # seconds from the start to each check's first run
+
 Spawn = Callable[[str, Coroutine[Any, Any, None]], "asyncio.Task[Any]"]
 
 
@@ -34,6 +36,19 @@ def next_slot(start: float, interval: float, now: float) -> float:
     """The first slot ``start + k*interval`` strictly after ``now`` (k >= 1)."""
     k = max(1, int((now - start) // interval) + 1)
     return start + k * interval
+
+
+def first_slots(now: float, interval: float, draw: Callable[[], float]) -> tuple[float, float]:
+    """(the schedule's start, the first run) of a check started at ``now``; ``draw`` gives [0, 1).
+
+    The schedule's phase is spread over up to 5 s (or the interval) so checks do not all run in the
+    same instant, but the first run comes within ``FIRST_RUN_WITHIN`` of the start, so an agent
+    (re)started checks everything at once; later slots are ``start + k * interval``.
+    """
+    start = now + draw() * min(interval, 5.0)
+    if start - now <= FIRST_RUN_WITHIN:
+        return start, start
+    return start, now + draw() * FIRST_RUN_WITHIN
 
 
 class Scheduler:
@@ -98,9 +113,9 @@ class Scheduler:
     async def _loop(self, check: AnyCheck) -> None:
         interval = check.config.interval
         wake = self._wake[check.name] = asyncio.Event()
-        start = time.monotonic() + (random.uniform(0, min(interval, 5.0)) if self._jitter else 0.0)
-        planned: float | None = start
-        if not await self._sleep_until(start, wake):
+        start, first = first_slots(time.monotonic(), interval, random.random if self._jitter else lambda: 0.0)
+        planned: float | None = first
+        if not await self._sleep_until(first, wake):
             planned = None
         while True:
             wake.clear()

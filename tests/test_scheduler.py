@@ -6,8 +6,10 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent.scheduler import Scheduler, next_slot
+from agent.scheduler import FIRST_RUN_WITHIN, Scheduler, first_slots, next_slot
 from checks.base import Check, CheckContext, CheckResult, Outcome
 
 
@@ -17,6 +19,17 @@ from checks.base import Check, CheckContext, CheckResult, Outcome
 )
 def test_next_slot_stays_on_the_grid(now: float, expected: float) -> None:
     assert next_slot(start=100.0, interval=10.0, now=now) == expected
+
+
+@given(
+    st.floats(0, 1e6), st.floats(0.01, 86400), st.floats(0, 0.999999), st.floats(0, 0.999999)
+)
+def test_the_first_run_comes_within_a_second_and_the_phase_within_five(now, interval, a, b) -> None:
+    draws = iter([a, b])
+    start, first = first_slots(now, interval, lambda: next(draws))
+    assert now <= first <= now + FIRST_RUN_WITHIN and first <= start
+    assert start - now <= min(interval, 5.0)
+    assert next_slot(start, interval, first) > first  # the next run follows the first, on the grid
 
 
 class Gate(Check):
