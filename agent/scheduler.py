@@ -1,9 +1,9 @@
 """Runs every check on its own interval, on a monotonic schedule that does not drift.
 
-Each check has its own task: the first run comes within a second of the start and a random phase spreads the rest: runs happen at
-``start + k * interval``; a run that overran its slot skips the missed slots rather than
-bunching up. A semaphore caps checks in flight. The check's own ``run()`` enforces its
-timeout, so a hanging target occupies one slot of one check, never another check's time.
+Each check has its own task: its first run comes within a second of the start, then a random
+phase spreads the load: runs happen at ``start + k * interval``; a run that overran its slot
+skips the missed slots rather than bunching up. A semaphore caps checks in flight. The check's
+own ``run()`` enforces its timeout, so a hanging target occupies one slot of one check, never another check's time.
 A reload starts and stops single checks (``add``/``remove``); the others' tasks are not touched.
 ``run_now`` (Docker's events ask for it) wakes one check's task for a run at once, within the same
 concurrency cap; the schedule is unchanged (the next planned run is still at ``start + k * interval``)
