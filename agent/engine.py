@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.baseline import Baselines
-from agent.dependencies import Cause, Dependencies
+from agent.dependencies import DOCKER_CHECK, Cause, Dependencies
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
 from agent.incidents import (
@@ -941,6 +941,8 @@ class Engine:
             own = list(tracked.config.notify) if tracked is not None else self._notify_all
             if row["manual"] == 0 and tracked is None and (current := self.tracked.get(row["check_name"])):
                 own = list(current.config.notify)
+            if row["check_type"] == DOCKER_CHECK:
+                own = self.deps.docker_notify  # the engine's own incident: the config's defaults.notify
             change.notifiers = own
             self._filter(change, row["severity"])
             if item.kind == "escalate":

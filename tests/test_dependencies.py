@@ -285,3 +285,26 @@ async def test_docker_unreachable_opens_one_incident_that_holds_back_every_conta
         await docker.close()
         socket.unlink(missing_ok=True)
         socket_dir.rmdir()
+
+
+async def test_reminders_of_the_docker_incident_go_to_the_defaults_notifiers(running_store: Store, tmp_path: Path) -> None:
+    """The engine's own incident belongs to no check: its policy's reminders go where it was sent
+    (``defaults.notify``), not to every notifier."""
+    from agent.policies import Due
+    from agent.store import Change
+
+    store, now = running_store, {"t": T0}
+    engine = make_engine(store, tmp_path, now, [tcp("db")])
+    engine.set_routing(["ops", "pager"], {})
+    engine.deps.set_docker_defaults("high", ["pager"])
+    await store.run(store.apply, Change(
+        incident_id="inc_docker000000000001", at=T0, notifiers=["pager"],
+        create={"check_name": DOCKER_CHECK, "check_type": DOCKER_CHECK, "target": "unix:///x.sock",
+                "container": None, "status": "open", "severity": "high", "title": "docker unreachable",
+                "opened_at": T0, "max_restarts": None},
+        timeline=[("opened", "Docker unreachable")], events=[("incident.opened", None)],
+    ))
+    now["t"] = T0 + 3600
+    assert await engine.fire_policy(Due("remind_unacknowledged", "inc_docker000000000001", after=900.0))
+    rows = await store.run(store.outbox.rows, "inc_docker000000000001")
+    assert [(r["event"], r["notifier"]) for r in rows] == [("incident.opened", "pager"), ("incident.reminder", "pager")]
