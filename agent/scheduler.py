@@ -51,6 +51,44 @@ def first_slots(now: float, interval: float, draw: Callable[[], float]) -> tuple
     return start, now + draw() * FIRST_RUN_WITHIN
 
 
+class _Alarm:
+    """One check's sleep until its next slot, cut short by ``ring`` (``run_now``).
+
+    One future and one timer per sleep, as ``asyncio.sleep`` costs, and no exception: at thousands
+    of checks a second a timeout that cancels a wait would cost a raised and caught error each time.
+    """
+
+    __slots__ = ("_fut", "rung")
+
+    def __init__(self) -> None:
+        self.rung = False  # rung since the last run began: the next sleep returns at once
+        self._fut: asyncio.Future[bool] | None = None
+
+    def ring(self) -> None:
+        self.rung = True
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_result(False)
+
+    async def sleep_until(self, moment: float) -> bool:
+        """Until the monotonic ``moment`` (the loop's clock): True when it came, False when rung first."""
+        if self.rung:
+            return False
+        loop = asyncio.get_running_loop()
+        fut = self._fut = loop.create_future()
+        timer = loop.call_at(moment, _come, fut)
+        try:
+            came: bool = await fut
+        finally:
+            timer.cancel()
+            self._fut = None
+        return came
+
+
+def _come(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(True)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -65,7 +103,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._jitter = jitter
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._wake: dict[str, _Alarm] = {}
         self._spawn: Spawn = lambda name, coro: asyncio.create_task(coro, name=name)
         self.running = 0
         self.tally = CheckTally()
@@ -95,7 +133,7 @@ class Scheduler:
         wake = self._wake.get(name)
         if wake is None or name not in self._tasks:
             return False
-        wake.set()
+        wake.ring()
         return True
 
     def task(self, name: str) -> asyncio.Task[None] | None:
@@ -112,29 +150,16 @@ class Scheduler:
 
     async def _loop(self, check: AnyCheck) -> None:
         interval = check.config.interval
-        wake = self._wake[check.name] = asyncio.Event()
+        wake = self._wake[check.name] = _Alarm()
         start, first = first_slots(time.monotonic(), interval, random.random if self._jitter else lambda: 0.0)
         planned: float | None = first
-        if not await self._sleep_until(first, wake):
+        if not await wake.sleep_until(first):
             planned = None
         while True:
-            wake.clear()
+            wake.rung = False
             await self.run_once(check, planned)
             slot = next_slot(start, interval, time.monotonic())
-            planned = slot if await self._sleep_until(slot, wake) else None
-
-    @staticmethod
-    async def _sleep_until(moment: float, wake: asyncio.Event) -> bool:
-        """Sleep until the monotonic ``moment``: True when it came, False when ``wake`` came first."""
-        delay = max(0.0, moment - time.monotonic())
-        if wake.is_set():
-            return False
-        try:
-            async with asyncio.timeout(delay):
-                await wake.wait()
-        except TimeoutError:
-            return True
-        return False
+            planned = slot if await wake.sleep_until(slot) else None
 
     async def run_once(self, check: AnyCheck, planned: float | None = None) -> CheckResult:
         """One run; ``planned`` is the monotonic time it was due, if it was scheduled."""
