@@ -25,6 +25,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["GAMMA", "Baselines", "LatencyWindow", "MinuteRow"]
 
@@ -167,6 +168,14 @@ class Baselines:
                 new.load(minute, counts)
             new.expire(int(self.clock() // MINUTE))
         self._windows[check] = new
+
+    def watch(self, config: Any) -> None:
+        """Keep a baseline for a check whose config asks for one (``baseline_rule``), else none."""
+        rule = config.baseline_rule
+        if rule is None:
+            self.forget(config.name)
+        else:
+            self.configure(config.name, rule.window, rule.min_samples)
 
     def forget(self, check: str) -> None:
         self._windows.pop(check, None)

@@ -209,7 +209,7 @@ class Engine:
         self.tracked = {c.name: track(c, clients, heal_enabled=heal_enabled) for c in checks}
         self.baselines = Baselines(clock)  # CheckContext.baseline reads it (the daemon installs it)
         for t in self.tracked.values():
-            self.baselines.configure(t.config.name, t.config.baseline.window, t.config.baseline.min_samples)
+            self.baselines.watch(t.config)
         self.evidence = evidence
         self.on_events = on_events
         self.secrets = tuple(s for s in secrets if s)
@@ -263,8 +263,11 @@ class Engine:
             seconds, results = t.rates.seed_span
             if seconds or results:
                 t.rates.seed(await self.store.run(self.store.results.seeds, t.config.name, now - seconds, results))
-        longest = max((t.config.baseline.window for t in tracked), default=0.0)
-        names = {t.config.name for t in tracked}
+        rules = {t.config.name: rule for t in tracked if (rule := t.config.baseline_rule) is not None}
+        if not rules:
+            return
+        longest = max(rule.window for rule in rules.values())
+        names = set(rules)
         rows = await self.store.run(self.store.baselines.since, int((now - longest) // 60))
         self.baselines.restore(row for row in rows if row[0] in names)
 
@@ -293,7 +296,7 @@ class Engine:
         tracked = track(check, self.clients, heal_enabled=self.heal_enabled)
         for r in await self.store.run(self.store.results.recent, check.name, HISTORY):
             tracked.history.append(CheckResult(check.name, r["ok"], r["started_at"], r["latency"], r["message"]))
-        self.baselines.configure(check.name, check.config.baseline.window, check.config.baseline.min_samples)
+        self.baselines.watch(check.config)
         await self._seed_rates(self.clock(), [tracked])
         self.tracked[check.name] = tracked
 
@@ -304,7 +307,7 @@ class Engine:
             new = track(check, self.clients, heal_enabled=self.heal_enabled)
             new.state, new.history, new.lock = old.state, old.history, old.lock
             new.rates = old.rates.retuned(new.policy.open_when, new.policy.flapping)
-            self.baselines.configure(check.name, check.config.baseline.window, check.config.baseline.min_samples)
+            self.baselines.watch(check.config)
             self.tracked[check.name] = new
 
     async def remove_check(self, name: str) -> None:

@@ -146,7 +146,7 @@ def test_shipped_example_loads_with_every_value_resolved(tmp_path: Path) -> None
         "url": "http://127.0.0.1:8080/health", "method": "GET", "headers": {"X-Token": "t0ken"},
         "verify_tls": True, "ca_file": None, "expect": {"status": [200], "body_contains": "ok", "max_latency": 2.0},
         "conditions": [], "tags": [], "group": None,
-        "open_when": None, "baseline": {"window": 3600.0, "min_samples": 30},
+        "open_when": None, "baseline": None,
         "flapping": {"enabled": True, "window": 20, "high": 50.0, "low": 25.0},
         "depends_on": [],
     }

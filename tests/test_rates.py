@@ -344,12 +344,16 @@ checks:
     assert db.flap_rule is None and Policy.for_check(db).flapping is None
 
 
-def test_flapping_and_baselines_are_on_by_default(tmp_path: Path) -> None:
+def test_flapping_is_on_by_default_and_a_baseline_only_where_asked_for(tmp_path: Path) -> None:
     from agent.config import load_config
 
     [check] = load_config(write(tmp_path, CHECK), environ={}).checks
     assert check.open_rule is None and check.flap_rule == FlapRule(20, 50.0, 25.0)
-    assert (check.baseline.window, check.baseline.min_samples) == (3600.0, 30)
+    assert check.baseline is None and check.baseline_rule is None  # ~200 KB a check: not kept unasked
+    (tmp_path / "b").mkdir()
+    text = "checks:\n  - {name: api, type: http, url: 'http://127.0.0.1:9/', conditions: ['latency < 3x baseline']}\n"
+    [asks] = load_config(write(tmp_path / "b", text), environ={}).checks
+    assert asks.baseline is None and (asks.baseline_rule.window, asks.baseline_rule.min_samples) == (3600.0, 30)
 
 
 @pytest.mark.parametrize(

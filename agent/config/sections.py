@@ -306,7 +306,7 @@ class DefaultsConfig(ConfigModel):
     notify: list[str] = Field(None, validate_default=True)  # every notifier
     severity_rules: list[SeverityRule] = Field(default_factory=list)
     open_when: OpenWhen | None = None  # replaces open_after (inherited or not) where set
-    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    baseline: BaselineConfig | None = None  # kept only where set, or where a condition compares with it
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 
     @field_validator("notify", mode="before")
@@ -457,8 +457,20 @@ class CheckConfigBase(ConfigModel):
     tags: list[Name] = Field(default_factory=list)
     group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
     open_when: OpenWhen | None = None
-    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    baseline: BaselineConfig | None = None
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
+
+    @property
+    def baseline_rule(self) -> BaselineConfig | None:
+        """The latency baseline to keep: as set (on the check or in ``defaults``), else the built-in
+        one when a condition compares with ``baseline``; None: none is kept (a baseline costs memory
+        per check: ~200 KB for an hour at one result a second)."""
+        if self.baseline is not None:
+            return self.baseline
+        from checks.conditions import Baseline  # not at import time: checks imports this package
+
+        conditions = getattr(self, "conditions", ())
+        return BaselineConfig() if any(isinstance(c.value, Baseline) for c in conditions) else None
 
     @property
     def open_rule(self) -> RateRule | None:
