@@ -5,24 +5,19 @@ checks of its type, so adding a type touches its module, its entry here and its 
 """
 
 from agent.config import CheckConfigBase
+from agent.registry import LazyRegistry
 from checks.base import Check, CheckContext, CheckResult, Outcome
-from checks.command import CommandCheck
-from checks.container import ContainerCheck
-from checks.host import HostCheck
-from checks.http import HttpCheck
-from checks.process import ProcessCheck
-from checks.tcp import TcpCheck
-from checks.tls import TlsCheck
 
-CHECK_TYPES: dict[str, type[Check[CheckConfigBase]]] = {
-    "http": HttpCheck,
-    "tcp": TcpCheck,
-    "container": ContainerCheck,
-    "tls": TlsCheck,
-    "process": ProcessCheck,
-    "host": HostCheck,
-    "command": CommandCheck,
-}
+# Each type's module is imported when a config uses it (or a test asks for it), not at start.
+CHECK_TYPES: LazyRegistry[type[Check[CheckConfigBase]]] = LazyRegistry({
+    "http": "checks.http:HttpCheck",
+    "tcp": "checks.tcp:TcpCheck",
+    "container": "checks.container:ContainerCheck",
+    "tls": "checks.tls:TlsCheck",
+    "process": "checks.process:ProcessCheck",
+    "host": "checks.host:HostCheck",
+    "command": "checks.command:CommandCheck",
+})
 
 
 def build_check(config: CheckConfigBase, context: CheckContext) -> Check[CheckConfigBase]:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -46,9 +46,6 @@ from agent.config.types import ConfigModel, PositiveDuration
 from agent.dependencies import dependency_errors
 from agent.routing import matches, route
 
-if TYPE_CHECKING:  # pragma: no cover
-    from actions.notifiers.base import AnyNotifier
-
 __all__ = [
     "DEFAULT_LOCATIONS",
     "MAX_ALIAS_VALUES",
@@ -80,6 +77,9 @@ def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEF
     raise ConfigError([f"no config file found (tried {tried}); pass one with --config"])
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class _Registries:
     """The config model of every registered check and notifier type, and the heal kinds."""
 
@@ -88,20 +88,21 @@ class _Registries:
         from actions.notifiers import NOTIFIER_TYPES
         from checks import CHECK_TYPES
 
-        self.checks: dict[str, type[CheckConfigBase]] = {k: cls.config_model for k, cls in CHECK_TYPES.items()}
         # Looked up per type the file uses: a type's module is imported only when it is configured.
-        self.notifiers: Mapping[str, type[NotifierConfigBase]] = _ConfigModels(NOTIFIER_TYPES)
+        self.checks = _ConfigModels[CheckConfigBase](CHECK_TYPES)
+        self.notifiers = _ConfigModels[NotifierConfigBase](NOTIFIER_TYPES)
         self.heal_kinds: dict[str, HealKind] = dict(HEALERS)
 
 
-class _ConfigModels(Mapping[str, type[NotifierConfigBase]]):
-    """The config model of each registered notifier type, resolved when asked for."""
+class _ConfigModels(Mapping[str, type[M]]):
+    """The config model of each registered check or notifier type, resolved when asked for."""
 
-    def __init__(self, registry: Mapping[str, type[AnyNotifier]]) -> None:
-        self._registry = registry
+    def __init__(self, registry: Mapping[str, Any]) -> None:
+        self._registry = registry  # type name -> plugin class (with its ``config_model``)
 
-    def __getitem__(self, name: str) -> type[NotifierConfigBase]:
-        return self._registry[name].config_model
+    def __getitem__(self, name: str) -> type[M]:
+        model: type[M] = self._registry[name].config_model
+        return model
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._registry)
