@@ -437,7 +437,7 @@ class Engine:
                     "container": tracked.evidence_container,
                     "status": "open",
                     "severity": severity,
-                    "title": f"{cfg.name} failing: {result.message}",
+                    "title": f"{cfg.name} {'warning' if result.ok else 'failing'}: {result.message}",
                     "opened_at": now,
                     "max_restarts": cfg.heal.max_restarts if cfg.heal else None,
                     "tags": json.dumps(list(cfg.tags)),

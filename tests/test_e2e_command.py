@@ -38,7 +38,7 @@ exit $code
     opened = (await wait_until(lambda: receiver.of("incident.opened"), 15, "incident.opened"))[0]
     payload_schema.validate(opened)
     assert opened["incident"]["check"] == "queue"  # queue-quiet warns too, but opens nothing
-    assert opened["incident"]["title"] == "queue failing: QUEUE state 1 token=[redacted]"
+    assert opened["incident"]["title"] == "queue warning: QUEUE state 1 token=[redacted]"
 
     checks = await poll(lambda: agent.api("/api/checks"), lambda r: all(c["last_result"] for c in r[1]["checks"]),
                         what="both checks to have a result")

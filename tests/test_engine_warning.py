@@ -73,7 +73,7 @@ async def test_open_on_warning_opens_at_a_warning_and_resolves_on_plain_passes(s
     assert incident_id is not None
     incident = await store.run(store.incidents.get, incident_id)
     assert incident["status"] == "resolved"
-    assert incident["title"] == "queue failing: QUEUE WARNING - 75 waiting"
+    assert incident["title"] == "queue warning: QUEUE WARNING - 75 waiting"  # opened by a warning
     await engine.evidence_ready(incident_id, "opened")
     await engine.drain(5)
     assert [r["event"] for r in await store.run(store.outbox.rows)] == ["incident.opened", "incident.resolved"]
