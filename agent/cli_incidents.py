@@ -86,6 +86,9 @@ def incident_lines(i: dict[str, Any]) -> list[str]:
         ("resolved", resolved),
         ("root cause", i.get("root_cause")),
         ("solution", i.get("solution")),
+        ("flapping", "yes" if i.get("flapping") else None),
+        ("held by", i.get("suppressed_by")),
+        ("postmortem", _postmortem(i.get("postmortem"))),
     ]
     lines += [f"  {name + ':':<12}{value}" for name, value in facts if value]
     lines += [f"  follow-up:  {item}" for item in i.get("follow_ups") or []]
@@ -99,6 +102,12 @@ def incident_lines(i: dict[str, Any]) -> list[str]:
         ]
     lines += ["", "Timeline:"] + [f"  {t['at']}  {t['kind']}: {t['message']}" for t in i.get("timeline", [])]
     return lines
+
+
+def _postmortem(found: dict[str, Any] | None) -> str | None:
+    if not found or not found.get("required"):
+        return None
+    return found.get("path") or "required, no draft yet"
 
 
 def command(config: Config, method: str, path: str, body: dict[str, Any], as_json: bool, said: str) -> int:

@@ -31,6 +31,17 @@ def test_show_lines_name_status_updates_and_comments() -> None:
     assert "  t  identified: slow query (ann)" in lines and "  t  bob (internal): on it" in lines
 
 
+def test_show_lines_name_the_postmortem_flapping_and_what_holds_it_back() -> None:
+    base = {"id": "inc_1", "sev": "SEV-1", "title": "db down", "status": "resolved", "check": "db",
+            "opened_at": "t0", "resolved_at": "t1", "timeline": []}
+    lines = incident_lines(base | {"postmortem": {"required": True, "path": "/var/lib/lifeguard/postmortems/inc_1.md"},
+                                   "flapping": True, "suppressed_by": "inc_0"})
+    assert "  postmortem: /var/lib/lifeguard/postmortems/inc_1.md" in lines
+    assert "  flapping:   yes" in lines and "  held by:    inc_0" in lines
+    assert "  postmortem: required, no draft yet" in incident_lines(base | {"postmortem": {"required": True, "path": None}})
+    assert not [x for x in incident_lines(base | {"postmortem": {"required": False, "path": None}}) if "postmortem" in x]
+
+
 async def test_open_ack_update_and_resolve_from_the_command_line(receiver, spawn_agent, tmp_path) -> None:
     hook = {"name": "ops", "type": "webhook", "url": receiver.url, "secret": SECRET, "timeout": "1s"}
     cfg = agent_config([], [hook])
