@@ -13,7 +13,6 @@ import pytest
 
 from agent.status_page import DAY, DAYS, CheckState, build_status
 from agent.store import Store, migrations
-from agent.store.results import roll_up
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDNIGHT = 1_795_046_400.0  # 2026-11-19T00:00:00Z
@@ -33,17 +32,23 @@ def day_rows(store: Store) -> list[tuple[int, str, int, int, float, float]]:
         "SELECT day, check_name, total, failing, latency_sum, latency_max FROM results_day ORDER BY day, check_name")]
 
 
-def test_a_batch_is_summed_per_check_and_minute_then_day_in_python() -> None:
-    minutes, days = roll_up([
+def minute_rows(store: Store) -> list[tuple[int, str, int, int, float, float]]:
+    return [tuple(r) for r in store.db.execute(  # type: ignore[misc]
+        "SELECT minute, check_name, total, failing, latency_sum, latency_max FROM results_minute"
+        " ORDER BY minute, check_name")]
+
+
+def test_a_batch_is_summed_per_check_and_minute_then_day(store: Store) -> None:
+    store.results.add([
         ("web", MIDNIGHT - 30, True, 0.5, "ok"), ("web", MIDNIGHT - 1, False, 2.0, "HTTP 500"),
         ("web", MIDNIGHT, True, 0.25, "ok"), ("db", MIDNIGHT + 59.9, False, 1.0, "refused"),
     ])
     last_minute, first_minute = int(MIDNIGHT // 60) - 1, int(MIDNIGHT // 60)
-    assert minutes == {(last_minute, "web"): [2, 1, 2.5, 2.0], (first_minute, "web"): [1, 0, 0.25, 0.25],
-                       (first_minute, "db"): [1, 1, 1.0, 1.0]}
+    assert minute_rows(store) == [(last_minute, "web", 2, 1, 2.5, 2.0), (first_minute, "db", 1, 1, 1.0, 1.0),
+                                  (first_minute, "web", 1, 0, 0.25, 0.25)]
     today = int(MIDNIGHT // DAY)
-    assert days == {(today - 1, "web"): [2, 1, 2.5, 2.0], (today, "web"): [1, 0, 0.25, 0.25],
-                    (today, "db"): [1, 1, 1.0, 1.0]}
+    assert day_rows(store) == [(today - 1, "web", 2, 1, 2.5, 2.0), (today, "db", 1, 1, 1.0, 1.0),
+                               (today, "web", 1, 0, 0.25, 0.25)]
 
 
 def test_roll_ups_match_the_raw_results_across_flushes_and_a_utc_midnight(store: Store) -> None:

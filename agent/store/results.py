@@ -1,9 +1,10 @@
 """Check results: the raw history that evidence shows and the API reports, bounded per check, and
 its roll-ups per check and UTC minute and day, which outlive it (the status page's 90 days).
 
-A flush writes its results and updates the roll-ups in one transaction: the batch is first summed
-in Python per (check, minute) and per (check, day), so a flush costs one UPSERT per check and
-minute (and day) it touches, however many results it carries. Minutes and days are numbered since
+A flush writes its results and updates the roll-ups in one transaction: SQLite sums the rows just
+inserted per (check, minute) and per (check, day) (``INSERT … SELECT … GROUP BY … ON CONFLICT``),
+so a flush costs one UPSERT per check and minute (and day) it touches, however many results it
+carries, and no Python loop over them. Minutes and days are numbered since
 the epoch (``started_at // 60``, ``started_at // 86400``), UTC.
 """
 
@@ -20,64 +21,32 @@ ResultRow = tuple[str, float, bool, float, str]
 MINUTE = 60
 DAY = 86400
 
-Tally = list[float]
-"""[total, failing, latency sum, latency max] of one check in one minute or day"""
-
-_UPSERT = """
-INSERT INTO {table} ({unit}, check_name, total, failing, latency_sum, latency_max) VALUES (?,?,?,?,?,?)
+_ROLL_UP = """
+INSERT INTO {table} ({unit}, check_name, total, failing, latency_sum, latency_max)
+SELECT CAST(started_at / {seconds} AS INTEGER), check_name, COUNT(*), SUM(ok = 0), SUM(latency), MAX(latency)
+FROM results WHERE id > ? GROUP BY 1, 2
 ON CONFLICT ({unit}, check_name) DO UPDATE SET
   total = total + excluded.total,
   failing = failing + excluded.failing,
   latency_sum = latency_sum + excluded.latency_sum,
   latency_max = MAX(latency_max, excluded.latency_max)
 """
-_UPSERT_MINUTE = _UPSERT.format(table="results_minute", unit="minute")
-_UPSERT_DAY = _UPSERT.format(table="results_day", unit="day")
-
-
-def roll_up(rows: Iterable[ResultRow]) -> tuple[dict[tuple[int, str], Tally], dict[tuple[int, str], Tally]]:
-    """The rows summed per (minute, check) and per (day, check)."""
-    minutes: dict[tuple[int, str], Tally] = {}
-    for check, started_at, ok, latency, _ in rows:
-        key = (int(started_at // MINUTE), check)
-        tally = minutes.get(key)
-        if tally is None:
-            minutes[key] = [1, 0 if ok else 1, latency, latency]
-            continue
-        tally[0] += 1
-        tally[1] += 0 if ok else 1
-        tally[2] += latency
-        if latency > tally[3]:
-            tally[3] = latency
-    days: dict[tuple[int, str], Tally] = {}
-    for (minute, check), (total, failing, latency_sum, latency_max) in minutes.items():
-        key = (minute * MINUTE // DAY, check)
-        tally = days.get(key)
-        if tally is None:
-            days[key] = [total, failing, latency_sum, latency_max]
-            continue
-        tally[0] += total
-        tally[1] += failing
-        tally[2] += latency_sum
-        tally[3] = max(tally[3], latency_max)
-    return minutes, days
-
-
-def _params(tallies: dict[tuple[int, str], Tally]) -> list[tuple[int, str, int, int, float, float]]:
-    return [(unit, check, int(t[0]), int(t[1]), t[2], t[3]) for (unit, check), t in tallies.items()]
+# Summed by SQLite from the rows the flush just inserted (ids above the largest before it): no
+# Python loop over the results, and the GIL is free while SQLite works.
+_ROLL_UP_MINUTE = _ROLL_UP.format(table="results_minute", unit="minute", seconds=MINUTE)
+_ROLL_UP_DAY = _ROLL_UP.format(table="results_day", unit="day", seconds=DAY)
 
 
 class ResultsRepo(Repo):
     def add(self, rows: Iterable[ResultRow]) -> None:
         """Write results and add them to the minute and day roll-ups, in one transaction."""
-        rows = list(rows)
-        minutes, days = roll_up(rows)
         with self._store.transaction():
+            before = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM results").fetchone()[0]
             self.db.executemany(
                 "INSERT INTO results (check_name, started_at, ok, latency, message) VALUES (?,?,?,?,?)", rows
             )
-            self.db.executemany(_UPSERT_MINUTE, _params(minutes))
-            self.db.executemany(_UPSERT_DAY, _params(days))
+            self.db.execute(_ROLL_UP_MINUTE, (before,))
+            self.db.execute(_ROLL_UP_DAY, (before,))
 
     def recent(self, check: str, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute(
