@@ -286,6 +286,23 @@ class _Health:
         return found
 
 
+OPEN_FILES_WANTED = 65536
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files towards the hard one: a check in flight holds a socket,
+    and so does each kept-alive connection, so thousands of checks need more than the usual 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("daemon.open_files_limit", soft=soft, hard=hard, error=str(exc))
+
+
 def _release_startup_memory() -> None:
     """Hand back to the OS what loading the config and starting left free (pydantic's schema
     building, the YAML tree): collected, then trimmed from glibc's heap. Worth ~1 MB of idle RSS."""
@@ -392,6 +409,7 @@ class Daemon:
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT (or a crash), stop; the process's exit code."""
         self._install_signal_handlers()  # before anything slow: a stop during start is a stop
+        _raise_open_files_limit()
         failed = False
         try:
             self._wire()

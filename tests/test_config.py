@@ -195,7 +195,7 @@ def test_builtin_defaults_fill_everything_left_out(tmp_path: Path) -> None:
     assert config.agent.name == socket.gethostname()
     assert config.agent.state_dir == tmp_path / "state"
     assert config.agent.api.listen == "127.0.0.1:9810"
-    assert (config.agent.heal, config.agent.max_concurrent_checks, config.agent.log_level) == (True, 100, "info")
+    assert (config.agent.heal, config.agent.max_concurrent_checks, config.agent.log_level) == (True, 1000, "info")
     assert config.docker.url == "unix:///var/run/docker.sock"
     assert config.docker.timeout == 10.0
     webhook = config.notifier("a")

@@ -271,3 +271,22 @@ async def test_a_database_locked_by_another_process_refuses_the_start_with_exit_
     assert line.startswith(f"lifeguard: database unusable: {db}: locked by another process (")
     assert line.endswith("stop the other process using it (another lifeguard with the same state_dir?) and start again")
     assert "Traceback" not in agent.log_text()
+
+
+def test_the_agent_raises_its_soft_open_files_limit_towards_the_hard_one() -> None:
+    """Thousands of checks in flight need thousands of sockets: a soft limit of 256 is raised."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from agent.daemon import OPEN_FILES_WANTED, _raise_open_files_limit\n"
+        "_raise_open_files_limit()\n"
+        "now, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)\n"
+        "print(now == wanted and now > 256)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True", out

@@ -174,7 +174,7 @@ class AgentConfig(ConfigModel):
     state_dir: Path = Field(Path("state"), validate_default=True)
     api: ApiConfig = Field(default_factory=ApiConfig)
     heal: bool = True
-    max_concurrent_checks: Count = 100
+    max_concurrent_checks: Count = 1000  # a hanging target holds one until its timeout
     log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = "info"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
