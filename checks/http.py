@@ -141,7 +141,7 @@ def _rules(config: HttpCheckConfig) -> list[_Rule]:
     if statuses:
         rules.append(_Rule(_expected("status", "in", tuple(statuses)), _just_the_status))
     elif not any(c.subject.kind == "status" for c in conditions):
-        rules.append(_Rule(_expected("status", "in", ("2xx",)), _just_the_status))
+        rules.append(_ANY_2XX)
     if expect is not None and expect.body_contains:
         needle = expect.body_contains
         rules.append(_Rule(_expected("body", "contains", needle), lambda _: f"body does not contain {needle!r}"))
@@ -165,6 +165,10 @@ def _expected(
 
 def _just_the_status(verdict: Verdict) -> str:
     return ""  # "HTTP 503" says it all
+
+
+_ANY_2XX = _Rule(_expected("status", "in", ("2xx",)), _just_the_status)
+"""The status rule of a check that states none: one for all of them."""
 
 
 class HttpCheck(Check[HttpCheckConfig]):
