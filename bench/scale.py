@@ -1,0 +1,627 @@
+"""Is the agent lightweight? CPU, memory, schedule and alert times at N HTTP targets, against the bare loop.
+
+    .venv/bin/python bench/scale.py                      # N = 100, 300, 1000, 3000; 3 repeats
+    .venv/bin/python bench/scale.py --n 1000 --repeats 1 --window 30
+    .venv/bin/python bench/scale.py --smoke              # N = 20, a few seconds (the test suite runs it)
+
+For each N and repeat, on loopback only:
+1. The agent: ``lifeguard run`` as a real process with N ``http`` checks (interval 1 s, timeout 1 s,
+   ``open_after: 0s``), each on its own URL ``/t/<i>`` of the targets (nginx, else an aiohttp farm;
+   see targets.py), a webhook notifier to a receiver here, the API with a token. After a warm-up, a
+   measured window: CPU (utime + stime from /proc/PID/stat) per 1,000 checks, RSS (VmRSS sampled
+   every second: the median is "steady"; VmHWM at the end is "peak"), the schedule lag histogram
+   from ``/metrics`` (read before and after the window, outside the CPU reading), the database's
+   growth, and from the targets' side when each target was hit. Then K targets fail on cue:
+   detection = incident.opened received here minus the moment they failed; delivery = received
+   minus the incident's ``opened_at``.
+2. The reference: bench/loop.py (one ClientSession, N tasks, a GET each per second on a monotonic
+   schedule) against ``/loop/<i>``, measured the same way over a window of the same length.
+3. Once per repeat, the slow scenario: ``--slow-n`` targets of which ``--slow`` hang until the
+   check's timeout; the others' lag is read from the targets' side.
+
+The agent and the loop run one after the other, each pinned to ``--agent-cpu`` (the same core, so
+they are compared on equal terms; run side by side, the loop at N = 3,000 needs about a core by
+itself); the targets, the receiver and this script are pinned to ``--targets-cpu``.
+
+From the targets' side, per target: its rate ((hits - 1) / (last - first)); its cycle (the time
+between two hits); skipped runs (a cycle of k intervals skipped k - 1); its lag, estimated as each
+hit's time minus its slot, the slot being the target's most punctual hit in the window plus whole
+intervals (so lag is measured against that hit, which is ~0 when all is well).
+
+Writes a table (stdout), ``scale.json`` and, when matplotlib is importable and more than one N was
+run, ``scale.png`` (CPU and lag against N) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from common import (
+    ROOT,
+    bucket_quantiles,
+    cpu_seconds,
+    free_port,
+    lag_buckets,
+    percentile,
+    pin,
+    raise_open_files,
+    rss_kb,
+    start_agent,
+    status_kb,
+    stop_process,
+)
+from targets import Hits, Targets, make_targets, url
+
+TOKEN = "bench-token"
+INTERVAL = 1.0
+HERE = Path(__file__).resolve().parent
+
+
+class Receiver:
+    """The webhook receiver: every event with the epoch time it arrived."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self._runner: web.AppRunner | None = None
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.events.append((time.time(), json.loads(body)))
+        return web.Response(text="{}")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def side_stats(hits: Hits, ids: Iterable[int], t0: float, t1: float) -> dict[str, Any]:
+    """What the targets saw of one client over [t0, t1]: rates, cycles, skipped runs, lag (see the docstring)."""
+    ids = list(ids)
+    rates, cycles, lags, skipped, checked, total = [], [], [], 0, 0, 0
+    for i in ids:
+        times = hits.get(i, [])
+        total += len(times)
+        if times:
+            checked += 1
+        if len(times) < 2:
+            rates.append(len(times) / (t1 - t0))
+            continue
+        rates.append((len(times) - 1) / (times[-1] - times[0]))
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        cycles.extend(gaps)
+        skipped += sum(max(0, round(g / INTERVAL) - 1) for g in gaps)
+        offsets = [t - round((t - times[0]) / INTERVAL) * INTERVAL for t in times]
+        base = min(offsets)
+        lags.extend(o - base for o in offsets)
+    return {
+        "targets": len(ids),
+        "checked": checked,
+        "hits": total,
+        "rate_min": min(rates, default=0.0),
+        "rate_median": statistics.median(rates) if rates else 0.0,
+        "below_0_99": sum(r < 0.99 for r in rates),
+        "cycle_p50": percentile(cycles, 0.5),
+        "cycle_p99": percentile(cycles, 0.99),
+        "cycle_max": max(cycles, default=None),
+        "lag_p50": percentile(lags, 0.5),
+        "lag_p99": percentile(lags, 0.99),
+        "lag_max": max(lags, default=None),
+        "skipped": skipped,
+    }
+
+
+def db_used_bytes(path: Path) -> int:
+    """Bytes of the database in use (pages minus free pages), as committed, WAL included."""
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+    finally:
+        conn.close()
+
+
+def file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+async def sample_rss(pid: int, until: float, samples: list[int]) -> None:
+    while time.time() < until:
+        samples.append(rss_kb(pid))
+        await asyncio.sleep(min(1.0, max(0.0, until - time.time())))
+
+
+def per_1000(cpu: float, checks: int) -> float | None:
+    return 1000 * cpu / checks if checks else None
+
+
+class Bench:
+    def __init__(self, opts: argparse.Namespace, targets: Targets, receiver: Receiver) -> None:
+        self.o = opts
+        self.targets = targets
+        self.receiver = receiver
+        self.session: aiohttp.ClientSession | None = None
+
+    async def get(self, port: int, path: str) -> tuple[int, str]:
+        assert self.session is not None
+        async with self.session.get(f"http://127.0.0.1:{port}{path}",
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            return r.status, await r.text()
+
+    async def wait_ready(self, proc: subprocess.Popen[bytes], port: int, bound: float, log: Path) -> None:
+        deadline = time.monotonic() + bound
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the agent exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                if (await self.get(port, "/health"))[0] == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the agent did not answer /health within {bound:.0f}s")
+            await asyncio.sleep(0.1)
+
+    def config(self, n: int, state: Path, api_port: int) -> dict[str, Any]:
+        agent: dict[str, Any] = {"name": "bench", "state_dir": str(state), "log_level": "warning",
+                                 "api": {"listen": f"127.0.0.1:{api_port}", "token": TOKEN}}
+        if self.o.max_concurrent:
+            agent["max_concurrent_checks"] = self.o.max_concurrent
+        return {
+            "agent": agent,
+            "defaults": {"interval": "1s", "timeout": "1s", "open_after": "0s"},
+            "checks": [{"name": f"t-{i}", "type": "http", "url": url(self.targets, "t", i)} for i in range(n)],
+            "notifiers": [{"name": "bench", "type": "webhook", "url": f"http://127.0.0.1:{self.receiver.port}/hook"}],
+        }
+
+    async def agent_run(self, n: int, slow: int = 0, fail: int = 0) -> dict[str, Any]:
+        """One agent process over warm-up and window (and detection when ``fail``): its figures."""
+        o = self.o
+        slow_ids = list(range(n - slow, n))
+        with tempfile.TemporaryDirectory(prefix="lifeguard-bench-agent-") as tmp:
+            work = Path(tmp)
+            api_port = free_port()
+            log = work / "agent.log"
+            db = work / "state" / "lifeguard.db"
+            self.targets.cue("slow", slow_ids, True)
+            proc = start_agent(work, self.config(n, work / "state", api_port), log)
+            pin(proc.pid, o.agent_cpu)
+            try:
+                t_start = time.monotonic()
+                await self.wait_ready(proc, api_port, 60 + n / 20, log)
+                ready_s = time.monotonic() - t_start
+                await asyncio.sleep(o.warmup)
+                m0 = lag_buckets((await self.get(api_port, "/metrics"))[1])
+                db0, file0 = db_used_bytes(db), file_bytes(db)
+                cpu0, t0 = cpu_seconds(proc.pid), time.time()
+                rss: list[int] = []
+                await sample_rss(proc.pid, t0 + o.window, rss)
+                cpu1, t1 = cpu_seconds(proc.pid), time.time()
+                hwm = status_kb(proc.pid, "VmHWM")
+                m1 = lag_buckets((await self.get(api_port, "/metrics"))[1])
+                db1, file1 = db_used_bytes(db), file_bytes(db)
+                alerts = await self.detect(list(range(fail))) if fail else None
+                if o.profile and n == max(o.n) and not slow:
+                    await self.profile(proc.pid)
+            finally:
+                await asyncio.to_thread(stop_process, proc)
+                self.targets.cue("slow", slow_ids, False)
+        hits = await self.targets.hits("t", t0, t1)
+        side = side_stats(hits, range(n - slow), t0, t1)
+        checks = sum(len(v) for v in hits.values())
+        out = {
+            "n": n, "ready_s": ready_s, "window_s": t1 - t0, "checks": checks,
+            "cpu_s": cpu1 - cpu0, "cpu_per_1000": per_1000(cpu1 - cpu0, checks),
+            "rss_peak_mb": hwm / 1024, "rss_steady_mb": statistics.median(rss) / 1024,
+            "metrics_lag": bucket_quantiles(m0, m1),
+            "side": side,
+            "db_bytes_per_result": (db1 - db0) / checks if checks else None,
+            "db_file_growth": file1 - file0,
+        }
+        if slow:
+            out["slow"] = slow
+            out["slow_side"] = side_stats(hits, slow_ids, t0, t1)
+        if alerts is not None:
+            out["alerts"] = alerts
+        return out
+
+    async def detect(self, ids: list[int]) -> dict[str, Any]:
+        """Fail ``ids`` on cue; time to each one's incident.opened here, and its delivery time."""
+        names = {f"t-{i}": i for i in ids}
+        seen: dict[str, tuple[float, dict[str, Any]]] = {}
+        start = len(self.receiver.events)
+        t_fail = time.time()
+        self.targets.cue("fail", ids, True)
+        deadline = time.monotonic() + 20
+        try:
+            while len(seen) < len(ids) and time.monotonic() < deadline:
+                for at, payload in self.receiver.events[start:]:
+                    check = payload.get("incident", {}).get("check")
+                    if payload.get("event") == "incident.opened" and check in names:
+                        seen.setdefault(check, (at, payload))
+                await asyncio.sleep(0.01)
+        finally:
+            self.targets.cue("fail", ids, False)
+        detect = [at - t_fail for at, _ in seen.values()]
+        deliver = [at - epoch(p["incident"]["opened_at"]) for at, p in seen.values()]
+        return {
+            "failed": len(ids), "opened": len(seen),
+            "detect_median": statistics.median(detect) if detect else None, "detect_max": max(detect, default=None),
+            "deliver_median": statistics.median(deliver) if deliver else None, "deliver_max": max(deliver, default=None),
+        }
+
+    async def profile(self, pid: int) -> None:
+        """py-spy on the agent for ``--profile`` seconds at the largest N (an SVG and the top functions)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            print(f"no profile: {spy} is missing (.venv/bin/pip install py-spy)", file=sys.stderr)
+            return
+        out = Path(self.o.out)
+        out.mkdir(parents=True, exist_ok=True)
+        svg, raw = out / f"profile-{max(self.o.n)}.svg", out / f"profile-{max(self.o.n)}.txt"
+        for fmt, path in (("flamegraph", svg), ("raw", raw)):
+            proc = await asyncio.create_subprocess_exec(
+                str(spy), "record", "--pid", str(pid), "--duration", str(self.o.profile), "--rate", "100",
+                "--format", fmt, "--output", str(path), "--nonblocking",
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await proc.wait()
+        print(f"profile: {svg} and {raw} (collapsed stacks)", file=sys.stderr)
+
+    async def loop_run(self, n: int) -> dict[str, Any]:
+        """The reference loop over warm-up and a window of the same length, pinned like the agent."""
+        o = self.o
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE / "loop.py"), "--url-prefix", url(self.targets, "loop", 0)[:-1], "--n", str(n),
+            stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+        pin(proc.pid, o.agent_cpu)
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if line.strip() != b"ready":
+                raise SystemExit(f"bench/loop.py did not start: {line!r}")
+            await asyncio.sleep(o.warmup)
+            cpu0, t0 = cpu_seconds(proc.pid), time.time()
+            proc.send_signal(signal.SIGUSR1)
+            rss: list[int] = []
+            await sample_rss(proc.pid, t0 + o.window, rss)
+            cpu1, t1 = cpu_seconds(proc.pid), time.time()
+            hwm = status_kb(proc.pid, "VmHWM")
+            proc.send_signal(signal.SIGUSR2)
+            own = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+            await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        hits = await self.targets.hits("loop", t0, t1)
+        checks = sum(len(v) for v in hits.values())
+        return {
+            "n": n, "window_s": t1 - t0, "checks": checks,
+            "cpu_s": cpu1 - cpu0, "cpu_per_1000": per_1000(cpu1 - cpu0, checks),
+            "rss_peak_mb": hwm / 1024, "rss_steady_mb": statistics.median(rss) / 1024,
+            "own": own, "side": side_stats(hits, range(n), t0, t1),
+        }
+
+    async def run(self) -> dict[str, Any]:
+        o = self.o
+        results: list[dict[str, Any]] = []
+        slow_runs: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession() as self.session:
+            for n in o.n:
+                for r in range(o.repeats):
+                    agent = await self.agent_run(n, fail=min(o.fail, n))
+                    loop = await self.loop_run(n)
+                    row = {"n": n, "repeat": r + 1, "agent": agent, "loop": loop}
+                    results.append(row)
+                    print(progress(row), file=sys.stderr, flush=True)
+            if o.slow:
+                for r in range(o.repeats):
+                    run = await self.agent_run(o.slow_n, slow=o.slow)
+                    run["repeat"] = r + 1
+                    slow_runs.append(run)
+                    print(f"slow: n={o.slow_n} hanging={o.slow} other p99 lag "
+                          f"{fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
+        return {"runs": results, "summary": summarise(results), "slow": summarise_slow(slow_runs, o),
+                "slow_runs": slow_runs}
+
+
+def progress(row: dict[str, Any]) -> str:
+    a, lp = row["agent"], row["loop"]
+    return (f"n={row['n']} repeat {row['repeat']}: agent {fmt(a['cpu_per_1000'], 3)} CPU-s/1k, loop "
+            f"{fmt(lp['cpu_per_1000'], 3)}, RSS {a['rss_peak_mb']:.1f} MB, lag p99 "
+            f"{fmt_ms(a['metrics_lag']['p99'])} ms, checked {a['side']['checked']}/{row['n']}")
+
+
+def dig(d: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        d = d[key]
+    return d
+
+
+def median_of(rows: list[dict[str, Any]], path: str, reduce: Callable[[list[float]], float] | None = None) -> Any:
+    values = [v for v in (dig(r, path) for r in rows) if v is not None]
+    if not values:
+        return None
+    return (reduce or statistics.median)(values)
+
+
+SUMMARY_FIELDS = {
+    "agent_cpu_per_1000": "agent.cpu_per_1000",
+    "loop_cpu_per_1000": "loop.cpu_per_1000",
+    "agent_rss_peak_mb": "agent.rss_peak_mb",
+    "agent_rss_steady_mb": "agent.rss_steady_mb",
+    "loop_rss_peak_mb": "loop.rss_peak_mb",
+    "agent_rate_min": "agent.side.rate_min",
+    "agent_rate_median": "agent.side.rate_median",
+    "agent_cycle_p99": "agent.side.cycle_p99",
+    "agent_side_lag_p99": "agent.side.lag_p99",
+    "agent_lag_p50": "agent.metrics_lag.p50",
+    "agent_lag_p99": "agent.metrics_lag.p99",
+    "agent_lag_max": "agent.metrics_lag.max",
+    "loop_lag_p50": "loop.own.lag.p50",
+    "loop_lag_p99": "loop.own.lag.p99",
+    "loop_lag_max": "loop.own.lag.max",
+    "loop_cycle_p99": "loop.side.cycle_p99",
+    "agent_skipped": "agent.side.skipped",
+    "loop_skipped": "loop.own.skipped",
+    "detect_median": "agent.alerts.detect_median",
+    "detect_max": "agent.alerts.detect_max",
+    "deliver_median": "agent.alerts.deliver_median",
+    "deliver_max": "agent.alerts.deliver_max",
+    "db_bytes_per_result": "agent.db_bytes_per_result",
+}
+WORST = {"agent_rate_min": min, "agent_skipped": max, "loop_skipped": max, "detect_max": max, "deliver_max": max,
+         "agent_lag_max": max, "loop_lag_max": max}
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: the median over repeats of each figure (the worst for minima, maxima and skipped runs)."""
+    out = []
+    for n in dict.fromkeys(r["n"] for r in results):
+        rows = [r for r in results if r["n"] == n]
+        s: dict[str, Any] = {"n": n, "repeats": len(rows)}
+        for name, path in SUMMARY_FIELDS.items():
+            s[name] = median_of(rows, path, WORST.get(name))
+        a, lp = s["agent_cpu_per_1000"], s["loop_cpu_per_1000"]
+        s["cpu_ratio"] = a / lp if a and lp else None
+        s["every_target_checked"] = all(r["agent"]["side"]["checked"] == n for r in rows)
+        out.append(s)
+    return out
+
+
+def summarise_slow(runs: list[dict[str, Any]], o: argparse.Namespace) -> dict[str, Any] | None:
+    if not runs:
+        return None
+    return {
+        "n": o.slow_n, "hanging": o.slow, "repeats": len(runs),
+        "other_side_lag_p99": median_of(runs, "side.lag_p99"),
+        "other_cycle_p99": median_of(runs, "side.cycle_p99"),
+        "other_rate_min": median_of(runs, "side.rate_min", min),
+        "other_skipped": median_of(runs, "side.skipped", max),
+        "metrics_lag_p99": median_of(runs, "metrics_lag.p99"),
+        "hanging_rate_median": median_of(runs, "slow_side.rate_median"),
+        "cpu_per_1000": median_of(runs, "cpu_per_1000"),
+        "every_target_checked": all(r["side"]["checked"] == o.slow_n - o.slow for r in runs),
+    }
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.1f}"
+
+
+COLUMNS = [
+    ("N", lambda s: str(s["n"])),
+    ("CPU-s/1k agent", lambda s: fmt(s["agent_cpu_per_1000"], 3)),
+    ("loop", lambda s: fmt(s["loop_cpu_per_1000"], 3)),
+    ("ratio", lambda s: fmt(s["cpu_ratio"])),
+    ("RSS peak MB", lambda s: fmt(s["agent_rss_peak_mb"], 1)),
+    ("steady", lambda s: fmt(s["agent_rss_steady_mb"], 1)),
+    ("checks/s min", lambda s: fmt(s["agent_rate_min"], 3)),
+    ("cycle p99 s", lambda s: fmt(s["agent_cycle_p99"], 3)),
+    ("lag p50/p99/max ms", lambda s: "/".join(fmt_ms(s[f"agent_lag_{q}"]) for q in ("p50", "p99", "max"))),
+    ("side lag p99 ms", lambda s: fmt_ms(s["agent_side_lag_p99"])),
+    ("loop lag p99 ms", lambda s: fmt_ms(s["loop_lag_p99"])),
+    ("skipped", lambda s: f"{s['agent_skipped']}/{s['loop_skipped']}"),
+    ("detect med/max s", lambda s: f"{fmt(s['detect_median'])}/{fmt(s['detect_max'])}"),
+    ("deliver med ms", lambda s: fmt_ms(s["deliver_median"])),
+    ("DB B/result", lambda s: fmt(s["db_bytes_per_result"], 0)),
+]
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    rows = [[name for name, _ in COLUMNS]] + [[cell(s) for _, cell in COLUMNS] for s in summary]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def verdicts(summary: list[dict[str, Any]], slow: dict[str, Any] | None) -> list[tuple[str, bool | None]]:
+    """The issue's targets, each with whether this run met it (None: not measured)."""
+    by_n = {s["n"]: s for s in summary}
+    out: list[tuple[str, bool | None]] = []
+
+    def check(label: str, ok: Callable[[], bool], needs: Any) -> None:
+        out.append((label, None if needs is None else ok()))
+
+    s3, s1 = by_n.get(3000), by_n.get(1000)
+    check("3,000: every target at 1.00 checks/s", lambda: round(s3["agent_rate_min"], 2) >= 1.0, s3)
+    check("3,000: cycle p99 <= 1.02 s", lambda: s3["agent_cycle_p99"] <= 1.02, s3)
+    check("3,000: no skipped runs", lambda: s3["agent_skipped"] == 0, s3)
+    check("3,000: CPU per 1,000 checks <= 1.0x the loop", lambda: s3["cpu_ratio"] <= 1.0, s3)
+    check("3,000: RSS <= 100 MB", lambda: s3["agent_rss_peak_mb"] <= 100, s3)
+    check("1,000: CPU per 1,000 checks <= 0.9x the loop", lambda: s1["cpu_ratio"] <= 0.9, s1)
+    check("1,000: RSS <= 80 MB", lambda: s1["agent_rss_peak_mb"] <= 80, s1)
+    check("1,000 with 200 hanging: the other 800 keep p99 lag < 50 ms",
+          lambda: slow["other_side_lag_p99"] < 0.05,
+          slow if slow and slow["n"] == 1000 and slow["hanging"] == 200 else None)
+    return out
+
+
+def machine(targets: Targets) -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    version = None
+    if targets.kind == "nginx":
+        done = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+        version = done.stderr.strip().rsplit("/", 1)[-1]
+    return {
+        "nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__, "kernel": platform.release(),
+        "targets": targets.kind, "targets_version": version,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def plot(summary: list[dict[str, Any]], path: Path, title: str) -> str:
+    """CPU per 1,000 checks and lag p99 against N; a message instead when it cannot be drawn."""
+    if len(summary) < 2:
+        return "no plot: it needs at least two N"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no plot: matplotlib is not installed (.venv/bin/pip install -e '.[bench]')"
+    ns = [s["n"] for s in summary]
+    fig, (cpu, lag) = plt.subplots(1, 2, figsize=(11, 4.2))
+    cpu.plot(ns, [s["agent_cpu_per_1000"] for s in summary], "o-", label="lifeguard run")
+    cpu.plot(ns, [s["loop_cpu_per_1000"] for s in summary], "s--", label="bare aiohttp loop")
+    cpu.set_ylabel("CPU seconds per 1,000 checks")
+    cpu.set_ylim(bottom=0)
+    for series, label, style in (("agent_lag_p99", "lifeguard: lag p99 (/metrics)", "o-"),
+                                 ("agent_side_lag_p99", "lifeguard: lag p99 (targets' side)", "^-"),
+                                 ("loop_lag_p99", "bare loop: lag p99 (its own)", "s--")):
+        lag.plot(ns, [1000 * (s[series] or 0) for s in summary], style, label=label)
+    lag.set_ylabel("schedule lag p99, ms")
+    lag.set_ylim(bottom=0)
+    for ax in (cpu, lag):
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [f"{n:,}" for n in ns])
+        ax.minorticks_off()
+        ax.set_xlabel("HTTP targets at 1 s (N)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plot: {path}"
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", default="100,300,1000,3000", help="target counts, comma-separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--window", type=float, default=30.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds after the agent answers, before measuring")
+    ap.add_argument("--fail", type=int, default=10, help="targets made to fail after each window (detection)")
+    ap.add_argument("--slow", type=int, default=200, help="hanging targets in the slow scenario (0: skip it)")
+    ap.add_argument("--slow-n", type=int, default=1000, help="targets in the slow scenario")
+    ap.add_argument("--max-concurrent", type=int, default=None, help="agent.max_concurrent_checks (default: the agent's)")
+    ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
+    ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
+    ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
+    ap.add_argument("--profile", type=float, default=0.0, help="py-spy the agent this many seconds at the largest N")
+    ap.add_argument("--out", default=str(HERE / "results"), help="folder for scale.json and scale.png")
+    ap.add_argument("--smoke", action="store_true", help="N = 20, short windows, one repeat: a quick correctness run")
+    o = ap.parse_args(argv)
+    if o.smoke:
+        o.n, o.repeats, o.window, o.warmup = "20", 1, 2.0, 1.5
+        o.fail, o.slow, o.slow_n = min(o.fail, 3), min(o.slow, 4), 20
+    o.n = [int(x) for x in str(o.n).split(",")]
+    cpus = os.sched_getaffinity(0)
+    for key in ("agent_cpu", "targets_cpu"):
+        value = getattr(o, key)
+        setattr(o, key, value if value in cpus and len(cpus) > 1 else None)
+    return o
+
+
+async def main(argv: list[str] | None = None) -> int:
+    o = options(argv)
+    nofile = raise_open_files()
+    if max(o.n) * 2 + 200 > nofile:
+        print(f"warning: the open-file limit ({nofile}) is low for N = {max(o.n)}", file=sys.stderr)
+    pin(os.getpid(), o.targets_cpu)
+    targets = make_targets(o.targets, o.targets_cpu, nofile)
+    receiver = Receiver()
+    await targets.start()
+    await receiver.start()
+    started = datetime.now(UTC)
+    try:
+        report = await Bench(o, targets, receiver).run()
+    finally:
+        await receiver.stop()
+        await targets.stop()
+    report = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "bench/scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(targets),
+        "settings": {k: v for k, v in vars(o).items() if k != "out"},
+        **report,
+    }
+    report["targets_met"] = [{"target": label, "met": ok} for label, ok in verdicts(report["summary"], report["slow"])]
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(report, indent=1) + "\n")
+
+    m = report["machine"]
+    print(f"{report['date']}: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, targets {m['targets']}; "
+          f"agent and loop on CPU {o.agent_cpu}, targets on CPU {o.targets_cpu}; "
+          f"{o.repeats} repeat(s) of {o.window:g} s windows after {o.warmup:g} s warm-up")
+    print(table(report["summary"]))
+    if report["slow"]:
+        s = report["slow"]
+        print(f"\n{s['n']} targets, {s['hanging']} hanging until the timeout: the other {s['n'] - s['hanging']} "
+              f"lag p99 {fmt_ms(s['other_side_lag_p99'])} ms (targets' side), cycle p99 {fmt(s['other_cycle_p99'], 3)} s, "
+              f"slowest {fmt(s['other_rate_min'], 3)} checks/s, skipped {s['other_skipped']}; "
+              f"all checks' lag p99 {fmt_ms(s['metrics_lag_p99'])} ms (/metrics)")
+    print()
+    for entry in report["targets_met"]:
+        mark = {True: "met", False: "MISSED", None: "not measured"}[entry["met"]]
+        print(f"  [{mark}] {entry['target']}")
+    print(plot(report["summary"], out / "scale.png",
+               f"{report['date']} · {m['nproc']} × {m['cpu']} · Python {m['python']} · targets: {m['targets']}"))
+    print(f"json: {out / 'scale.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
