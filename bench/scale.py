@@ -236,13 +236,15 @@ class Bench:
                 if o.profile and n == max(o.n) and not slow:
                     await self.profile(proc.pid)
             finally:
+                t_stop = time.monotonic()
                 await asyncio.to_thread(stop_process, proc)
+                stop_s = time.monotonic() - t_stop
                 self.targets.cue("slow", slow_ids, False)
         hits = await self.targets.hits("t", t0, t1)
         side = side_stats(hits, range(n - slow), t0, t1)
         checks = sum(len(v) for v in hits.values())
         out = {
-            "n": n, "ready_s": ready_s, "window_s": t1 - t0, "checks": checks,
+            "n": n, "ready_s": ready_s, "stop_s": stop_s, "window_s": t1 - t0, "checks": checks,
             "cpu_s": cpu1 - cpu0, "cpu_per_1000": per_1000(cpu1 - cpu0, checks),
             "rss_peak_mb": hwm / 1024, "rss_steady_mb": statistics.median(rss) / 1024,
             "metrics_lag": bucket_quantiles(m0, m1),
