@@ -67,6 +67,7 @@ from common import (
     status_kb,
     stop_process,
 )
+from hotspots import hotspots, render
 from targets import Hits, Targets, make_targets, url
 
 TOKEN = "bench-token"
@@ -173,6 +174,7 @@ class Bench:
         self.targets = targets
         self.receiver = receiver
         self.session: aiohttp.ClientSession | None = None
+        self.hotspots: dict[str, Any] | None = None
 
     async def get(self, port: int, path: str) -> tuple[int, str]:
         assert self.session is not None
@@ -194,11 +196,11 @@ class Bench:
                 raise SystemExit(f"the agent did not answer /health within {bound:.0f}s")
             await asyncio.sleep(0.1)
 
-    def config(self, n: int, state: Path, api_port: int) -> dict[str, Any]:
+    def config(self, n: int, state: Path, api_port: int, cap: int | None) -> dict[str, Any]:
         agent: dict[str, Any] = {"name": "bench", "state_dir": str(state), "log_level": "warning",
                                  "api": {"listen": f"127.0.0.1:{api_port}", "token": TOKEN}}
-        if self.o.max_concurrent:
-            agent["max_concurrent_checks"] = self.o.max_concurrent
+        if cap:
+            agent["max_concurrent_checks"] = cap
         return {
             "agent": agent,
             "defaults": {"interval": "1s", "timeout": "1s", "open_after": "0s"},
@@ -206,7 +208,7 @@ class Bench:
             "notifiers": [{"name": "bench", "type": "webhook", "url": f"http://127.0.0.1:{self.receiver.port}/hook"}],
         }
 
-    async def agent_run(self, n: int, slow: int = 0, fail: int = 0) -> dict[str, Any]:
+    async def agent_run(self, n: int, slow: int = 0, fail: int = 0, cap: int | None = None) -> dict[str, Any]:
         """One agent process over warm-up and window (and detection when ``fail``): its figures."""
         o = self.o
         slow_ids = list(range(n - slow, n))
@@ -216,7 +218,7 @@ class Bench:
             log = work / "agent.log"
             db = work / "state" / "lifeguard.db"
             self.targets.cue("slow", slow_ids, True)
-            proc = start_agent(work, self.config(n, work / "state", api_port), log)
+            proc = start_agent(work, self.config(n, work / "state", api_port, cap), log)
             pin(proc.pid, o.agent_cpu)
             try:
                 t_start = time.monotonic()
@@ -233,7 +235,7 @@ class Bench:
                 m1 = lag_buckets((await self.get(api_port, "/metrics"))[1])
                 db1, file1 = db_used_bytes(db), file_bytes(db)
                 alerts = await self.detect(list(range(fail))) if fail else None
-                if o.profile and n == max(o.n) and not slow:
+                if o.profile and n == max(o.n) and not slow and self.hotspots is None:
                     await self.profile(proc.pid)
             finally:
                 t_stop = time.monotonic()
@@ -293,13 +295,23 @@ class Bench:
         out = Path(self.o.out)
         out.mkdir(parents=True, exist_ok=True)
         svg, raw = out / f"profile-{max(self.o.n)}.svg", out / f"profile-{max(self.o.n)}.txt"
-        for fmt, path in (("flamegraph", svg), ("raw", raw)):
+
+        async def record(fmt: str, path: Path) -> str | None:
             proc = await asyncio.create_subprocess_exec(
                 str(spy), "record", "--pid", str(pid), "--duration", str(self.o.profile), "--rate", "100",
                 "--format", fmt, "--output", str(path), "--nonblocking",
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            await proc.wait()
-        print(f"profile: {svg} and {raw} (collapsed stacks)", file=sys.stderr)
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            said, _ = await proc.communicate()
+            return f"py-spy failed ({proc.returncode}): {said.decode(errors='replace')[-800:]}" if proc.returncode else None
+
+        # Both at once: the same seconds of the agent's life, in both forms.
+        for failure in await asyncio.gather(record("flamegraph", svg), record("raw", raw)):
+            if failure:
+                print(failure, file=sys.stderr)
+                return
+        self.hotspots = hotspots(raw)
+        self.hotspots["files"] = [str(svg), str(raw)]
+        print(f"profile of the agent at N = {max(self.o.n)} ({svg}, {raw}):\n{render(self.hotspots)}", file=sys.stderr)
 
     async def loop_run(self, n: int) -> dict[str, Any]:
         """The reference loop over warm-up and a window of the same length, pinned like the agent."""
@@ -348,15 +360,16 @@ class Bench:
                     row = {"n": n, "repeat": r + 1, "agent": agent, "loop": loop}
                     results.append(row)
                     print(progress(row), file=sys.stderr, flush=True)
-            if o.slow:
+            for cap in o.slow_caps if o.slow else []:
                 for r in range(o.repeats):
-                    run = await self.agent_run(o.slow_n, slow=o.slow)
-                    run["repeat"] = r + 1
+                    run = await self.agent_run(o.slow_n, slow=o.slow, cap=cap or o.max_concurrent)
+                    run.update(repeat=r + 1, cap=cap)
                     slow_runs.append(run)
-                    print(f"slow: n={o.slow_n} hanging={o.slow} other p99 lag "
-                          f"{fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
-        return {"runs": results, "summary": summarise(results), "slow": summarise_slow(slow_runs, o),
-                "slow_runs": slow_runs}
+                    print(f"slow: n={o.slow_n} hanging={o.slow} max_concurrent_checks={cap or 'default'}: the others' "
+                          f"lag p99 {fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
+        slow = [summarise_slow([r for r in slow_runs if r["cap"] == cap], o, cap) for cap in o.slow_caps if o.slow]
+        return {"runs": results, "summary": summarise(results), "slow": slow, "slow_runs": slow_runs,
+                "profile": self.hotspots}
 
 
 def progress(row: dict[str, Any]) -> str:
@@ -366,9 +379,9 @@ def progress(row: dict[str, Any]) -> str:
             f"{fmt_ms(a['metrics_lag']['p99'])} ms, checked {a['side']['checked']}/{row['n']}")
 
 
-def dig(d: dict[str, Any], path: str) -> Any:
+def dig(d: dict[str, Any] | None, path: str) -> Any:
     for key in path.split("."):
-        d = d[key]
+        d = None if d is None else d.get(key)
     return d
 
 
@@ -423,11 +436,9 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def summarise_slow(runs: list[dict[str, Any]], o: argparse.Namespace) -> dict[str, Any] | None:
-    if not runs:
-        return None
+def summarise_slow(runs: list[dict[str, Any]], o: argparse.Namespace, cap: int | None) -> dict[str, Any]:
     return {
-        "n": o.slow_n, "hanging": o.slow, "repeats": len(runs),
+        "n": o.slow_n, "hanging": o.slow, "max_concurrent_checks": cap or o.max_concurrent, "repeats": len(runs),
         "other_side_lag_p99": median_of(runs, "side.lag_p99"),
         "other_cycle_p99": median_of(runs, "side.cycle_p99"),
         "other_rate_min": median_of(runs, "side.rate_min", min),
@@ -474,8 +485,10 @@ def table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(summary: list[dict[str, Any]], slow: dict[str, Any] | None) -> list[tuple[str, bool | None]]:
-    """The issue's targets, each with whether this run met it (None: not measured)."""
+def verdicts(summary: list[dict[str, Any]], slows: list[dict[str, Any]]) -> list[tuple[str, bool | None]]:
+    """The issue's targets, each with whether this run met it (None: not measured); the slow scenario's
+    is judged on its first run (``--slow-caps`` order, the agent's default first unless told otherwise)."""
+    slow = slows[0] if slows else None
     by_n = {s["n"]: s for s in summary}
     out: list[tuple[str, bool | None]] = []
 
@@ -558,10 +571,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--slow", type=int, default=200, help="hanging targets in the slow scenario (0: skip it)")
     ap.add_argument("--slow-n", type=int, default=1000, help="targets in the slow scenario")
     ap.add_argument("--max-concurrent", type=int, default=None, help="agent.max_concurrent_checks (default: the agent's)")
+    ap.add_argument("--slow-caps", default="default",
+                    help="max_concurrent_checks values to run the slow scenario with, comma-separated (default: --max-concurrent)")
     ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
     ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
     ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
-    ap.add_argument("--profile", type=float, default=0.0, help="py-spy the agent this many seconds at the largest N")
+    ap.add_argument("--profile", type=int, default=0, help="py-spy the agent this many seconds at the largest N")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for scale.json and scale.png")
     ap.add_argument("--smoke", action="store_true", help="N = 20, short windows, one repeat: a quick correctness run")
     o = ap.parse_args(argv)
@@ -569,6 +584,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         o.n, o.repeats, o.window, o.warmup = "20", 1, 2.0, 1.5
         o.fail, o.slow, o.slow_n = min(o.fail, 3), min(o.slow, 4), 20
     o.n = [int(x) for x in str(o.n).split(",")]
+    o.slow_caps = [None if x == "default" else int(x) for x in o.slow_caps.split(",")]
     cpus = os.sched_getaffinity(0)
     for key in ("agent_cpu", "targets_cpu"):
         value = getattr(o, key)
@@ -609,10 +625,11 @@ async def main(argv: list[str] | None = None) -> int:
           f"agent and loop on CPU {o.agent_cpu}, targets on CPU {o.targets_cpu}; "
           f"{o.repeats} repeat(s) of {o.window:g} s windows after {o.warmup:g} s warm-up")
     print(table(report["summary"]))
-    if report["slow"]:
-        s = report["slow"]
-        print(f"\n{s['n']} targets, {s['hanging']} hanging until the timeout: the other {s['n'] - s['hanging']} "
-              f"lag p99 {fmt_ms(s['other_side_lag_p99'])} ms (targets' side), cycle p99 {fmt(s['other_cycle_p99'], 3)} s, "
+    print()
+    for s in report["slow"]:
+        cap = s["max_concurrent_checks"] or "default"
+        print(f"{s['n']} targets, {s['hanging']} hanging until the timeout, max_concurrent_checks {cap}: "
+              f"the other {s['n'] - s['hanging']} lag p99 {fmt_ms(s['other_side_lag_p99'])} ms (targets' side), cycle p99 {fmt(s['other_cycle_p99'], 3)} s, "
               f"slowest {fmt(s['other_rate_min'], 3)} checks/s, skipped {s['other_skipped']}; "
               f"all checks' lag p99 {fmt_ms(s['metrics_lag_p99'])} ms (/metrics)")
     print()
