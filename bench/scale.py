@@ -367,9 +367,19 @@ class Bench:
                     slow_runs.append(run)
                     print(f"slow: n={o.slow_n} hanging={o.slow} max_concurrent_checks={cap or 'default'}: the others' "
                           f"lag p99 {fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
+            heal = await self.heal() if o.docker else None
         slow = [summarise_slow([r for r in slow_runs if r["cap"] == cap], o, cap) for cap in o.slow_caps if o.slow]
         return {"runs": results, "summary": summarise(results), "slow": slow, "slow_runs": slow_runs,
-                "profile": self.hotspots}
+                "heal": heal, "profile": self.hotspots}
+
+    async def heal(self) -> dict[str, Any]:
+        from heal import heal_times
+
+        async def ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+            await self.wait_ready(proc, port, 60, log)
+
+        return await heal_times(self.receiver, f"http://127.0.0.1:{self.receiver.port}/hook", self.o.docker,
+                                self.o.agent_cpu, ready)
 
 
 def progress(row: dict[str, Any]) -> str:
@@ -576,12 +586,14 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
     ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
     ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
+    ap.add_argument("--docker", type=int, default=0, metavar="ROUNDS",
+                    help="heal time: this many kill-and-heal rounds against a dockerd of its own (0: skip; needs root)")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the agent this many seconds at the largest N")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for scale.json and scale.png")
     ap.add_argument("--smoke", action="store_true", help="N = 20, short windows, one repeat: a quick correctness run")
     o = ap.parse_args(argv)
     if o.smoke:
-        o.n, o.repeats, o.window, o.warmup = "20", 1, 2.0, 1.5
+        o.n, o.repeats, o.window, o.warmup = "20", 1, 2.0, 1.2
         o.fail, o.slow, o.slow_n = min(o.fail, 3), min(o.slow, 4), 20
     o.n = [int(x) for x in str(o.n).split(",")]
     o.slow_caps = [None if x == "default" else int(x) for x in o.slow_caps.split(",")]
@@ -632,6 +644,13 @@ async def main(argv: list[str] | None = None) -> int:
               f"the other {s['n'] - s['hanging']} lag p99 {fmt_ms(s['other_side_lag_p99'])} ms (targets' side), cycle p99 {fmt(s['other_cycle_p99'], 3)} s, "
               f"slowest {fmt(s['other_rate_min'], 3)} checks/s, skipped {s['other_skipped']}; "
               f"all checks' lag p99 {fmt_ms(s['metrics_lag_p99'])} ms (/metrics)")
+    heal = report["heal"]
+    if heal and heal.get("error"):
+        print(f"heal: {heal['error']}")
+    elif heal:
+        print(f"heal (container killed -> ..., median of {heal['healed']}/{heal['rounds']} rounds): incident.opened "
+              f"{fmt(heal['opened_median'])} s, running again {fmt(heal['running_again_median'])} s, "
+              f"first passing check (incident.resolved) {fmt(heal['resolved_median'])} s")
     print()
     for entry in report["targets_met"]:
         mark = {True: "met", False: "MISSED", None: "not measured"}[entry["met"]]
