@@ -354,7 +354,7 @@ class Bench:
         slow_runs: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as self.session:
             for n in o.n:
-                for r in range(o.repeats):
+                for r in range(o.repeats if n >= 1000 or o.small_repeats is None else o.small_repeats):
                     agent = await self.agent_run(n, fail=min(o.fail, n))
                     loop = await self.loop_run(n)
                     row = {"n": n, "repeat": r + 1, "agent": agent, "loop": loop}
@@ -575,6 +575,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", default="100,300,1000,3000", help="target counts, comma-separated")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--small-repeats", type=int, default=None, help="repeats for N < 1,000 (default: --repeats)")
     ap.add_argument("--window", type=float, default=30.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds after the agent answers, before measuring")
     ap.add_argument("--fail", type=int, default=10, help="targets made to fail after each window (detection)")
