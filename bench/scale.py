@@ -313,12 +313,12 @@ class Bench:
         self.hotspots["files"] = [str(svg), str(raw)]
         print(f"profile of the agent at N = {max(self.o.n)} ({svg}, {raw}):\n{render(self.hotspots)}", file=sys.stderr)
 
-    async def loop_run(self, n: int) -> dict[str, Any]:
+    async def loop_run(self, n: int, client: str = "aiohttp") -> dict[str, Any]:
         """The reference loop over warm-up and a window of the same length, pinned like the agent."""
         o = self.o
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "loop.py"), "--url-prefix", url(self.targets, "loop", 0)[:-1], "--n", str(n),
-            stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+            "--client", client, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
         pin(proc.pid, o.agent_cpu)
         assert proc.stdout is not None
         try:
@@ -358,6 +358,8 @@ class Bench:
                     agent = await self.agent_run(n, fail=min(o.fail, n))
                     loop = await self.loop_run(n)
                     row = {"n": n, "repeat": r + 1, "agent": agent, "loop": loop}
+                    if o.raw:
+                        row["raw"] = await self.loop_run(n, "raw")
                     results.append(row)
                     print(progress(row), file=sys.stderr, flush=True)
             for cap in o.slow_caps if o.slow else []:
@@ -426,6 +428,7 @@ SUMMARY_FIELDS = {
     "deliver_median": "agent.alerts.deliver_median",
     "deliver_max": "agent.alerts.deliver_max",
     "db_bytes_per_result": "agent.db_bytes_per_result",
+    "raw_cpu_per_1000": "raw.cpu_per_1000",
 }
 WORST = {"agent_rate_min": min, "agent_skipped": max, "loop_skipped": max, "detect_max": max, "deliver_max": max,
          "agent_lag_max": max, "loop_lag_max": max}
@@ -473,6 +476,7 @@ COLUMNS = [
     ("CPU-s/1k agent", lambda s: fmt(s["agent_cpu_per_1000"], 3)),
     ("loop", lambda s: fmt(s["loop_cpu_per_1000"], 3)),
     ("ratio", lambda s: fmt(s["cpu_ratio"])),
+    ("raw", lambda s: fmt(s["raw_cpu_per_1000"], 3)),
     ("RSS peak MB", lambda s: fmt(s["agent_rss_peak_mb"], 1)),
     ("steady", lambda s: fmt(s["agent_rss_steady_mb"], 1)),
     ("checks/s min", lambda s: fmt(s["agent_rate_min"], 3)),
@@ -517,6 +521,12 @@ def verdicts(summary: list[dict[str, Any]], slows: list[dict[str, Any]]) -> list
           lambda: slow["other_side_lag_p99"] < 0.05,
           slow if slow and slow["n"] == 1000 and slow["hanging"] == 200 else None)
     return out
+
+
+def repeats(o: argparse.Namespace) -> str:
+    if o.small_repeats is None or o.small_repeats == o.repeats:
+        return f"{o.repeats} repeat(s)"
+    return f"{o.repeats} repeat(s) at N >= 1,000, {o.small_repeats} below"
 
 
 def machine(targets: Targets) -> dict[str, Any]:
@@ -587,6 +597,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
     ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
     ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
+    ap.add_argument("--raw", action="store_true",
+                    help="also run the loop with a bare asyncio HTTP/1.1 client (the floor, for comparison)")
     ap.add_argument("--docker", type=int, default=0, metavar="ROUNDS",
                     help="heal time: this many kill-and-heal rounds against a dockerd of its own (0: skip; needs root)")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the agent this many seconds at the largest N")
@@ -636,7 +648,7 @@ async def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"{report['date']}: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, targets {m['targets']}; "
           f"agent and loop on CPU {o.agent_cpu}, targets on CPU {o.targets_cpu}; "
-          f"{o.repeats} repeat(s) of {o.window:g} s windows after {o.warmup:g} s warm-up")
+          f"{repeats(o)} of {o.window:g} s windows after {o.warmup:g} s warm-up")
     print(table(report["summary"]))
     print()
     for s in report["slow"]:
