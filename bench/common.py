@@ -38,6 +38,15 @@ def status_kb(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
+def anon_kb(pid: int) -> int:
+    """Anonymous memory of the process (heap, arenas, thread stacks), from /proc/PID/smaps_rollup;
+    RSS minus this is file-backed (the interpreter, shared libraries, mapped files)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Anonymous for pid {pid}")
+
+
 def rss_kb(pid: int) -> int:
     return status_kb(pid, "VmRSS")
 
@@ -62,16 +71,23 @@ def raise_open_files() -> int:
     return hard
 
 
-def start_agent(workdir: Path, config: dict[str, Any], log: Path | None = None) -> subprocess.Popen[bytes]:
-    """``lifeguard run`` (as ``python -m agent.cli``) on ``workdir/config.yaml``, output to ``log``."""
+def start_agent(
+    workdir: Path,
+    config: dict[str, Any],
+    log: Path | None = None,
+    launcher: Sequence[str] = ("-m", "agent.cli"),
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``lifeguard run`` (as ``python -m agent.cli``, or ``python *launcher``) on ``workdir/config.yaml``,
+    output to ``log``."""
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFEGUARD_")}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.update(extra_env or {}, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "-c", str(path)],
+            [sys.executable, *launcher, "run", "-c", str(path)],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=env,
         )
     finally:

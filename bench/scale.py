@@ -55,6 +55,7 @@ import aiohttp
 from aiohttp import web
 from common import (
     ROOT,
+    anon_kb,
     bucket_quantiles,
     cpu_seconds,
     free_port,
@@ -218,7 +219,7 @@ class Bench:
             log = work / "agent.log"
             db = work / "state" / "lifeguard.db"
             self.targets.cue("slow", slow_ids, True)
-            proc = start_agent(work, self.config(n, work / "state", api_port, cap), log)
+            proc = start_agent(work, self.config(n, work / "state", api_port, cap), log, extra_env=o.agent_env)
             pin(proc.pid, o.agent_cpu)
             try:
                 t_start = time.monotonic()
@@ -231,7 +232,7 @@ class Bench:
                 rss: list[int] = []
                 await sample_rss(proc.pid, t0 + o.window, rss)
                 cpu1, t1 = cpu_seconds(proc.pid), time.time()
-                hwm = status_kb(proc.pid, "VmHWM")
+                hwm, anon = status_kb(proc.pid, "VmHWM"), anon_kb(proc.pid)
                 m1 = lag_buckets((await self.get(api_port, "/metrics"))[1])
                 db1, file1 = db_used_bytes(db), file_bytes(db)
                 alerts = await self.detect(list(range(fail))) if fail else None
@@ -248,7 +249,7 @@ class Bench:
         out = {
             "n": n, "ready_s": ready_s, "stop_s": stop_s, "window_s": t1 - t0, "checks": checks,
             "cpu_s": cpu1 - cpu0, "cpu_per_1000": per_1000(cpu1 - cpu0, checks),
-            "rss_peak_mb": hwm / 1024, "rss_steady_mb": statistics.median(rss) / 1024,
+            "rss_peak_mb": hwm / 1024, "rss_steady_mb": statistics.median(rss) / 1024, "rss_anon_mb": anon / 1024,
             "metrics_lag": bucket_quantiles(m0, m1),
             "side": side,
             "db_bytes_per_result": (db1 - db0) / checks if checks else None,
@@ -370,9 +371,40 @@ class Bench:
                     print(f"slow: n={o.slow_n} hanging={o.slow} max_concurrent_checks={cap or 'default'}: the others' "
                           f"lag p99 {fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
             heal = await self.heal() if o.docker else None
+            memory = await self.memory(max(o.n)) if o.tracemalloc else None
         slow = [summarise_slow([r for r in slow_runs if r["cap"] == cap], o, cap) for cap in o.slow_caps if o.slow]
         return {"runs": results, "summary": summarise(results), "slow": slow, "slow_runs": slow_runs,
-                "heal": heal, "profile": self.hotspots}
+                "heal": heal, "profile": self.hotspots, "memory": memory}
+
+    async def memory(self, n: int) -> str:
+        """One more agent run at ``n``, under tracemalloc (bench/memsnap.py): its top allocation sites."""
+        out = Path(self.o.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report = out / f"memory-{n}.txt"
+        go = report.with_name(report.name + ".go")
+        report.unlink(missing_ok=True)
+        go.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="lifeguard-bench-mem-") as tmp:
+            work, api_port = Path(tmp), free_port()
+            launcher = (str(HERE / "memsnap.py"), str(report))
+            proc = start_agent(work, self.config(n, work / "state", api_port, self.o.max_concurrent),
+                               work / "agent.log", launcher)
+            pin(proc.pid, self.o.agent_cpu)
+            try:
+                await self.wait_ready(proc, api_port, 120 + n / 10, work / "agent.log")
+                await asyncio.sleep(self.o.tracemalloc)
+                go.touch()
+                deadline = time.monotonic() + 120
+                while not report.exists() and time.monotonic() < deadline and proc.poll() is None:
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # written whole
+            finally:
+                await asyncio.to_thread(stop_process, proc)
+                go.unlink(missing_ok=True)
+        text = report.read_text() if report.exists() else "no snapshot was written"
+        print(f"memory of the agent at N = {n} under tracemalloc ({report}):\n" + "\n".join(text.splitlines()[:18]),
+              file=sys.stderr)
+        return text
 
     async def heal(self) -> dict[str, Any]:
         from heal import heal_times
@@ -409,6 +441,7 @@ SUMMARY_FIELDS = {
     "loop_cpu_per_1000": "loop.cpu_per_1000",
     "agent_rss_peak_mb": "agent.rss_peak_mb",
     "agent_rss_steady_mb": "agent.rss_steady_mb",
+    "agent_rss_anon_mb": "agent.rss_anon_mb",
     "loop_rss_peak_mb": "loop.rss_peak_mb",
     "agent_rate_min": "agent.side.rate_min",
     "agent_rate_median": "agent.side.rate_median",
@@ -479,6 +512,7 @@ COLUMNS = [
     ("raw", lambda s: fmt(s["raw_cpu_per_1000"], 3)),
     ("RSS peak MB", lambda s: fmt(s["agent_rss_peak_mb"], 1)),
     ("steady", lambda s: fmt(s["agent_rss_steady_mb"], 1)),
+    ("anon", lambda s: fmt(s["agent_rss_anon_mb"], 1)),
     ("checks/s min", lambda s: fmt(s["agent_rate_min"], 3)),
     ("cycle p99 s", lambda s: fmt(s["agent_cycle_p99"], 3)),
     ("lag p50/p99/max ms", lambda s: "/".join(fmt_ms(s[f"agent_lag_{q}"]) for q in ("p50", "p99", "max"))),
@@ -594,6 +628,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-concurrent", type=int, default=None, help="agent.max_concurrent_checks (default: the agent's)")
     ap.add_argument("--slow-caps", default="default",
                     help="max_concurrent_checks values to run the slow scenario with, comma-separated (default: --max-concurrent)")
+    ap.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the agent's process (e.g. MALLOC_ARENA_MAX=2); repeatable")
     ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
     ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
     ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
@@ -601,6 +637,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also run the loop with a bare asyncio HTTP/1.1 client (the floor, for comparison)")
     ap.add_argument("--docker", type=int, default=0, metavar="ROUNDS",
                     help="heal time: this many kill-and-heal rounds against a dockerd of its own (0: skip; needs root)")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="SECONDS",
+                    help="one more agent run at the largest N under tracemalloc: its top allocation sites SECONDS after it answers")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the agent this many seconds at the largest N")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for scale.json and scale.png")
     ap.add_argument("--smoke", action="store_true", help="N = 20, short windows, one repeat: a quick correctness run")
@@ -609,6 +647,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         o.n, o.repeats, o.window, o.warmup = "20", 1, 2.0, 1.2
         o.fail, o.slow, o.slow_n = min(o.fail, 3), min(o.slow, 4), 20
     o.n = [int(x) for x in str(o.n).split(",")]
+    o.agent_env = dict(item.split("=", 1) for item in o.agent_env)
     o.slow_caps = [None if x == "default" else int(x) for x in o.slow_caps.split(",")]
     cpus = os.sched_getaffinity(0)
     for key in ("agent_cpu", "targets_cpu"):
