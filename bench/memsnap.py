@@ -52,6 +52,7 @@ def dump(out: Path) -> None:
     lines += ["", "by file:"]
     lines += [f"  {s.size / 2**20:7.2f} MiB {100 * s.size / total:5.1f}%  {s.traceback[0].filename}"
               for s in snapshot.statistics("filename")[:15]]
+    tracemalloc.stop()  # pymalloc reports its arenas only when no tracer hooks the allocator
     out.write_text("\n".join(lines) + "\n\n" + obmalloc_stats(out.with_name(out.name + ".obmalloc")))
 
 

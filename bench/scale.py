@@ -9,18 +9,23 @@ For each N and repeat, on loopback only:
    ``open_after: 0s``), each on its own URL ``/t/<i>`` of the targets (nginx, else an aiohttp farm;
    see targets.py), a webhook notifier to a receiver here, the API with a token. After a warm-up, a
    measured window: CPU (utime + stime from /proc/PID/stat) per 1,000 checks, RSS (VmRSS sampled
-   every second: the median is "steady"; VmHWM at the end is "peak"), the schedule lag histogram
-   from ``/metrics`` (read before and after the window, outside the CPU reading), the database's
-   growth, and from the targets' side when each target was hit. Then K targets fail on cue:
-   detection = incident.opened received here minus the moment they failed; delivery = received
-   minus the incident's ``opened_at``.
+   every second: the median is "steady"; VmHWM at the end is "peak"; anonymous memory from
+   smaps_rollup), the schedule lag histogram from ``/metrics`` (read before and after the window,
+   outside the CPU reading), the database's growth, and from the targets' side when each target was
+   hit. Then ``--fail`` targets fail on cue: detection = incident.opened received here minus the
+   moment they failed; delivery = received minus the incident's ``opened_at``.
 2. The reference: bench/loop.py (one ClientSession, N tasks, a GET each per second on a monotonic
-   schedule) against ``/loop/<i>``, measured the same way over a window of the same length.
-3. Once per repeat, the slow scenario: ``--slow-n`` targets of which ``--slow`` hang until the
-   check's timeout; the others' lag is read from the targets' side.
+   schedule) against ``/loop/<i>``, measured the same way over a window of the same length; with
+   ``--raw`` a second time with its bare asyncio HTTP/1.1 client (the floor, for comparison).
+3. After all N: the slow scenario, per repeat and per ``--slow-caps`` value of
+   ``max_concurrent_checks``: ``--slow-n`` targets of which ``--slow`` hang until the check's
+   timeout; the others' lag is read from the targets' side.
+4. Optional: ``--docker ROUNDS`` heal time against a dockerd of its own (heal.py); ``--profile S``
+   py-spy on the agent at the largest N after its first window (hotspots.py); ``--tracemalloc S``
+   one more agent run at the largest N under tracemalloc (memsnap.py).
 
 The agent and the loop run one after the other, each pinned to ``--agent-cpu`` (the same core, so
-they are compared on equal terms; run side by side, the loop at N = 3,000 needs about a core by
+they are compared on equal terms; run side by side, the loop at N = 3,000 needs most of a core by
 itself); the targets, the receiver and this script are pinned to ``--targets-cpu``.
 
 From the targets' side, per target: its rate ((hits - 1) / (last - first)); its cycle (the time
