@@ -224,7 +224,8 @@ class Bench:
             log = work / "agent.log"
             db = work / "state" / "lifeguard.db"
             self.targets.cue("slow", slow_ids, True)
-            proc = start_agent(work, self.config(n, work / "state", api_port, cap), log, extra_env=o.agent_env)
+            launcher = (str(HERE / f"{o.agent_launcher}.py"),) if o.agent_launcher else ("-m", "agent.cli")
+            proc = start_agent(work, self.config(n, work / "state", api_port, cap), log, launcher, o.agent_env)
             pin(proc.pid, o.agent_cpu)
             try:
                 t_start = time.monotonic()
@@ -377,39 +378,56 @@ class Bench:
                           f"lag p99 {fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
             heal = await self.heal() if o.docker else None
             memory = await self.memory(max(o.n)) if o.tracemalloc else None
+            gc_pauses = await self.gc_pauses(max(o.n)) if o.gcwatch else None
         slow = [summarise_slow([r for r in slow_runs if r["cap"] == cap], o, cap) for cap in o.slow_caps if o.slow]
         return {"runs": results, "summary": summarise(results), "slow": slow, "slow_runs": slow_runs,
-                "heal": heal, "profile": self.hotspots, "memory": memory}
+                "heal": heal, "profile": self.hotspots, "memory": memory,
+                "gc": gc_pauses}
 
     async def memory(self, n: int) -> str:
         """One more agent run at ``n``, under tracemalloc (bench/memsnap.py): its top allocation sites."""
+        text = await self.instrumented("memsnap", n, f"memory-{n}.txt", self.o.tracemalloc, 0)
+        print(f"memory of the agent at N = {n} under tracemalloc:\n" + "\n".join(text.splitlines()[:18]), file=sys.stderr)
+        return text
+
+    async def gc_pauses(self, n: int) -> dict[str, Any]:
+        """One more agent run at ``n`` with its garbage collections timed (bench/gcwatch.py) over a window."""
+        summary = json.loads(await self.instrumented("gcwatch", n, f"gc-{n}.json", self.o.warmup, self.o.gcwatch))
+        for gen, g in summary["generations"].items():
+            print(f"gc at N = {n}: generation {gen}: {g['collections']} collections in {summary['seconds']:.0f} s, "
+                  f"longest {g['max_ms']:.1f} ms, total {g['total_ms']:.0f} ms", file=sys.stderr)
+        return summary
+
+    async def instrumented(self, script: str, n: int, name: str, settle: float, window: float) -> str:
+        """The agent at ``n`` under bench/SCRIPT.py, which writes ``out/NAME`` once told: ``NAME.go`` after
+        ``settle`` seconds, then (if ``window``) ``NAME.stop`` that many seconds later."""
         out = Path(self.o.out)
         out.mkdir(parents=True, exist_ok=True)
-        report = out / f"memory-{n}.txt"
-        go = report.with_name(report.name + ".go")
-        report.unlink(missing_ok=True)
-        go.unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(prefix="lifeguard-bench-mem-") as tmp:
+        report = out / name
+        go, stop = report.with_name(name + ".go"), report.with_name(name + ".stop")
+        for path in (report, go, stop):
+            path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"lifeguard-bench-{script}-") as tmp:
             work, api_port = Path(tmp), free_port()
-            launcher = (str(HERE / "memsnap.py"), str(report))
             proc = start_agent(work, self.config(n, work / "state", api_port, self.o.max_concurrent),
-                               work / "agent.log", launcher)
+                               work / "agent.log", (str(HERE / f"{script}.py"), str(report)), self.o.agent_env)
             pin(proc.pid, self.o.agent_cpu)
             try:
                 await self.wait_ready(proc, api_port, 120 + n / 10, work / "agent.log")
-                await asyncio.sleep(self.o.tracemalloc)
+                await asyncio.sleep(settle)
                 go.touch()
-                deadline = time.monotonic() + 120
+                if window:
+                    await asyncio.sleep(window)
+                    stop.touch()
+                deadline = time.monotonic() + 300
                 while not report.exists() and time.monotonic() < deadline and proc.poll() is None:
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(0.5)  # written whole
             finally:
                 await asyncio.to_thread(stop_process, proc)
                 go.unlink(missing_ok=True)
-        text = report.read_text() if report.exists() else "no snapshot was written"
-        print(f"memory of the agent at N = {n} under tracemalloc ({report}):\n" + "\n".join(text.splitlines()[:18]),
-              file=sys.stderr)
-        return text
+                stop.unlink(missing_ok=True)
+        return report.read_text() if report.exists() else f"{script} wrote nothing"
 
     async def heal(self) -> dict[str, Any]:
         from heal import heal_times
@@ -635,6 +653,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                     help="max_concurrent_checks values to run the slow scenario with, comma-separated (default: --max-concurrent)")
     ap.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
                     help="an environment variable for the agent's process (e.g. MALLOC_ARENA_MAX=2); repeatable")
+    ap.add_argument("--agent-launcher", metavar="SCRIPT",
+                    help="start the measured agents as bench/SCRIPT.py (e.g. tryout: a change tried from outside)")
     ap.add_argument("--targets", choices=("auto", "nginx", "aiohttp"), default="auto")
     ap.add_argument("--agent-cpu", type=int, default=1, help="core of the agent and the loop (-1: no pinning)")
     ap.add_argument("--targets-cpu", type=int, default=0, help="core of the targets and this script (-1: none)")
@@ -644,6 +664,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                     help="heal time: this many kill-and-heal rounds against a dockerd of its own (0: skip; needs root)")
     ap.add_argument("--tracemalloc", type=int, default=0, metavar="SECONDS",
                     help="one more agent run at the largest N under tracemalloc: its top allocation sites SECONDS after it answers")
+    ap.add_argument("--gcwatch", type=int, default=0, metavar="SECONDS",
+                    help="one more agent run at the largest N with its garbage collections timed over SECONDS")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the agent this many seconds at the largest N")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for scale.json and scale.png")
     ap.add_argument("--smoke", action="store_true", help="N = 20, short windows, one repeat: a quick correctness run")
