@@ -6,7 +6,9 @@ Installs a ``gc.callbacks`` hook (a few microseconds per collection) and runs th
 line in this process. Collections are counted from when ``OUT.go`` appears until ``OUT.stop``
 appears, then a summary goes to OUT: per generation the collections, their total and longest pause,
 and the objects the collector tracks. A pause stops the event loop: every check due meanwhile
-starts late by up to its length. bench/scale.py ``--gcwatch`` runs it at the largest N (with
+starts late by up to its length. It also times each event loop iteration (less its wait in
+``select``): the stalls over 20/50/100/200 ms, and how much of them was garbage collection
+(``longest_stalls_ms``: [busy, of which GC]). bench/scale.py ``--gcwatch`` runs it at the largest N (with
 ``--agent-env BENCH_...``, under a change bench/tryout.py makes).
 """
 
@@ -18,20 +20,60 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import tryout
 
 pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+stalls: list[tuple[float, float]] = []  # (busy seconds of one event loop iteration, seconds of GC in it)
+iterations = 0
 measuring = False
 _started = 0.0
+_gc_seconds = 0.0  # running total, read around each loop iteration
+_select_seconds = 0.0
+STALL = 0.02
 
 
 def _timer(phase: str, info: dict[str, int]) -> None:
-    global _started
+    global _started, _gc_seconds
     if phase == "start":
         _started = time.perf_counter()
-    elif measuring:
-        pauses[info["generation"]].append(time.perf_counter() - _started)
+        return
+    took = time.perf_counter() - _started
+    _gc_seconds += took
+    if measuring:
+        pauses[info["generation"]].append(took)
+
+
+def _time_loop_iterations() -> None:
+    """Time each event loop iteration without its wait in ``select``: one that was busy longer
+    than ``STALL`` held up every check due meanwhile; note how much of it was garbage collection."""
+    import asyncio.base_events
+    import selectors
+
+    run_once = asyncio.base_events.BaseEventLoop._run_once
+    select = selectors.EpollSelector.select
+
+    def timed_select(self: selectors.EpollSelector, timeout: float | None = None) -> Any:
+        global _select_seconds
+        t0 = time.perf_counter()
+        try:
+            return select(self, timeout)
+        finally:
+            _select_seconds += time.perf_counter() - t0
+
+    def timed_run_once(self: asyncio.base_events.BaseEventLoop) -> None:
+        global iterations
+        t0, gc0, select0 = time.perf_counter(), _gc_seconds, _select_seconds
+        run_once(self)
+        busy = time.perf_counter() - t0 - (_select_seconds - select0)
+        if measuring:
+            iterations += 1
+            if busy > STALL:
+                stalls.append((busy, _gc_seconds - gc0))
+
+    selectors.EpollSelector.select = timed_select  # type: ignore[method-assign]
+    asyncio.base_events.BaseEventLoop._run_once = timed_run_once  # type: ignore[method-assign]
 
 
 def watch(out: Path) -> None:
@@ -48,6 +90,17 @@ def watch(out: Path) -> None:
     summary = {
         "seconds": seconds,
         "tracked_objects": len(gc.get_objects()),
+        "loop_iterations": iterations,
+        "stalls": {
+            f"over_{ms}ms": {
+                "count": sum(busy > ms / 1000 for busy, _ in stalls),
+                "with_gc_over_half": sum(busy > ms / 1000 and g > busy / 2 for busy, g in stalls),
+                "busy_s": sum(busy for busy, _ in stalls if busy > ms / 1000),
+                "gc_s": sum(g for busy, g in stalls if busy > ms / 1000),
+            }
+            for ms in (20, 50, 100, 200)
+        },
+        "longest_stalls_ms": [[round(1000 * b, 1), round(1000 * g, 1)] for b, g in sorted(stalls, reverse=True)[:15]],
         "thresholds": gc.get_threshold(),
         "generations": {
             str(gen): {
@@ -66,6 +119,7 @@ def watch(out: Path) -> None:
 def main() -> None:
     out = Path(sys.argv[1])
     gc.callbacks.append(_timer)
+    _time_loop_iterations()
     tryout.apply()  # BENCH_* as bench/tryout.py reads them: a change's pauses
     threading.Thread(target=watch, args=(out,), daemon=True).start()
     sys.argv = ["lifeguard", *sys.argv[2:]]
