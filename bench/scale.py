@@ -500,6 +500,8 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows = [r for r in results if r["n"] == n]
         s: dict[str, Any] = {"n": n, "repeats": len(rows)}
         for name, path in SUMMARY_FIELDS.items():
+            if path.startswith("raw.") and not any("raw" in r for r in rows):
+                continue  # --raw not asked for
             s[name] = median_of(rows, path, WORST.get(name))
         a, lp = s["agent_cpu_per_1000"], s["loop_cpu_per_1000"]
         s["cpu_ratio"] = a / lp if a and lp else None
@@ -535,7 +537,7 @@ COLUMNS = [
     ("CPU-s/1k agent", lambda s: fmt(s["agent_cpu_per_1000"], 3)),
     ("loop", lambda s: fmt(s["loop_cpu_per_1000"], 3)),
     ("ratio", lambda s: fmt(s["cpu_ratio"])),
-    ("raw", lambda s: fmt(s["raw_cpu_per_1000"], 3)),
+    ("raw", lambda s: fmt(s.get("raw_cpu_per_1000"), 3)),
     ("RSS peak MB", lambda s: fmt(s["agent_rss_peak_mb"], 1)),
     ("steady", lambda s: fmt(s["agent_rss_steady_mb"], 1)),
     ("anon", lambda s: fmt(s["agent_rss_anon_mb"], 1)),
