@@ -8,7 +8,8 @@ appears, then a summary goes to OUT: per generation the collections, their total
 and the objects the collector tracks. A pause stops the event loop: every check due meanwhile
 starts late by up to its length. It also times each event loop iteration (less its wait in
 ``select``): the stalls over 20/50/100/200 ms, and how much of them was garbage collection
-(``longest_stalls_ms``: [busy, of which GC]). bench/scale.py ``--gcwatch`` runs it at the largest N (with
+(``longest_stalls_ms``: [busy, of which GC]); and at the end pymalloc's arenas against what
+live objects use of them. bench/scale.py ``--gcwatch`` runs it at the largest N (with
 ``--agent-env BENCH_...``, under a change bench/tryout.py makes).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -113,7 +115,30 @@ def watch(out: Path) -> None:
             for gen, times in pauses.items()
         },
     }
+    summary["obmalloc"] = obmalloc_stats(out.with_name(out.name + ".obmalloc"))
     out.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def obmalloc_stats(scratch: Path) -> dict[str, int]:
+    """pymalloc's arenas from ``sys._debugmallocstats()`` (written to fd 2, caught in a file for the
+    moment): ``arenas_bytes`` is what the arenas hold of RSS, ``allocated_bytes`` what live objects
+    use of it, the rest free blocks and pools no object holds."""
+    saved = os.dup(2)
+    try:
+        with open(scratch, "w") as f:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    text = scratch.read_text()
+    scratch.unlink()
+    figures = {}
+    for key, line_start in (("arenas_bytes", "Total"), ("allocated_bytes", "# bytes in allocated blocks"),
+                            ("available_bytes", "# bytes in available blocks")):
+        line = next((x for x in text.splitlines() if x.startswith(line_start)), "= 0")
+        figures[key] = int(line.rsplit("=", 1)[1].replace(",", "").strip() or 0)
+    return figures
 
 
 def main() -> None:

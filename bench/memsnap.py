@@ -13,7 +13,6 @@ runs it at the largest N.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import threading
@@ -52,25 +51,7 @@ def dump(out: Path) -> None:
     lines += ["", "by file:"]
     lines += [f"  {s.size / 2**20:7.2f} MiB {100 * s.size / total:5.1f}%  {s.traceback[0].filename}"
               for s in snapshot.statistics("filename")[:15]]
-    tracemalloc.stop()  # pymalloc reports its arenas only when no tracer hooks the allocator
-    out.write_text("\n".join(lines) + "\n\n" + obmalloc_stats(out.with_name(out.name + ".obmalloc")))
-
-
-def obmalloc_stats(scratch: Path) -> str:
-    """The summary of ``sys._debugmallocstats()`` (written to fd 2, caught in a file for the moment)."""
-    saved = os.dup(2)
-    try:
-        with open(scratch, "w") as f:
-            os.dup2(f.fileno(), 2)
-            sys._debugmallocstats()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    text = scratch.read_text()
-    scratch.unlink()
-    start, end = text.find("# arenas allocated total"), text.find("\nTotal")
-    summary = text[start : text.find("\n", end + 1)] if start >= 0 and end > start else text[:3000]
-    return "obmalloc (pymalloc's arenas; free blocks are RSS that no live object holds):\n" + summary
+    out.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -396,6 +396,9 @@ class Bench:
         for gen, g in summary["generations"].items():
             print(f"gc at N = {n}: generation {gen}: {g['collections']} collections in {summary['seconds']:.0f} s, "
                   f"longest {g['max_ms']:.1f} ms, total {g['total_ms']:.0f} ms", file=sys.stderr)
+        ob = summary["obmalloc"]
+        print(f"pymalloc at N = {n}: arenas {ob['arenas_bytes'] / 2**20:.1f} MiB, live objects "
+              f"{ob['allocated_bytes'] / 2**20:.1f} MiB", file=sys.stderr)
         for name, st in summary["stalls"].items():
             print(f"event loop iterations busy {name.replace('_', ' ')}: {st['count']} of {summary['loop_iterations']}, "
                   f"{st['busy_s']:.2f} s, of which GC {st['gc_s']:.2f} s", file=sys.stderr)
