@@ -133,14 +133,24 @@ def lag_buckets(text: str) -> dict[str, float]:
     raise RuntimeError("no lag histogram")
 
 
-def bucket_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
-    """p50, p99 and the max of the observations between two readings of a cumulative histogram.
+def bucket_quantiles(
+    before: dict[str, float], after: dict[str, float], less: tuple[dict[str, float], dict[str, float]] | None = None
+) -> dict[str, float | None]:
+    """p50, p99 and the max of the observations between two readings of a cumulative histogram,
+    less those between the two readings of ``less`` if given (per bucket, never below zero).
 
     Quantiles are interpolated in their bucket (as Prometheus's ``histogram_quantile``); the max
     is the upper bound of the highest bucket that grew (the histogram knows no better). None
     where there were no observations; a quantile in the +Inf bucket is the highest finite bound.
     """
-    bounds = sorted(((math.inf if le == "+Inf" else float(le)), after[le] - before.get(le, 0.0)) for le in after)
+    rows, running = [], 0.0
+    for le in sorted(after, key=lambda le: math.inf if le == "+Inf" else float(le)):
+        count = after[le] - before.get(le, 0.0)
+        if less is not None:
+            count -= less[1].get(le, 0.0) - less[0].get(le, 0.0)
+        running = max(running, count)  # cumulative counts never fall
+        rows.append((math.inf if le == "+Inf" else float(le), running))
+    bounds = rows
     total = bounds[-1][1]
     if total <= 0:
         return {"p50": None, "p99": None, "max": None, "count": 0}
