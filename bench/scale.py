@@ -376,11 +376,13 @@ class Bench:
                         row["raw"] = await self.loop_run(n, "raw")
                     results.append(row)
                     print(progress(row), file=sys.stderr, flush=True)
+                    self.keep({"runs": results})
             for cap in o.slow_caps if o.slow else []:
                 for r in range(o.repeats):
                     run = await self.agent_run(o.slow_n, slow=o.slow, cap=cap or o.max_concurrent)
                     run.update(repeat=r + 1, cap=cap)
                     slow_runs.append(run)
+                    self.keep({"runs": results, "slow_runs": slow_runs})
                     print(f"slow: n={o.slow_n} hanging={o.slow} max_concurrent_checks={cap or 'default'}: the others' "
                           f"lag p99 {fmt_ms(run['side']['lag_p99'])} ms", file=sys.stderr, flush=True)
             heal = await self.heal() if o.docker else None
@@ -441,6 +443,12 @@ class Bench:
                 go.unlink(missing_ok=True)
                 stop.unlink(missing_ok=True)
         return report.read_text() if report.exists() else f"{script} wrote nothing"
+
+    def keep(self, so_far: dict[str, Any]) -> None:
+        """What is measured so far, in ``scale.partial.json``: a run that breaks later loses nothing."""
+        out = Path(self.o.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scale.partial.json").write_text(json.dumps(so_far) + "\n")
 
     async def heal(self) -> dict[str, Any]:
         from heal import heal_times
@@ -727,6 +735,7 @@ async def main(argv: list[str] | None = None) -> int:
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "scale.partial.json").unlink(missing_ok=True)
 
     m = report["machine"]
     print(f"{report['date']}: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, targets {m['targets']}; "
