@@ -401,7 +401,11 @@ class Bench:
 
     async def gc_pauses(self, n: int) -> dict[str, Any]:
         """One more agent run at ``n`` with its garbage collections timed (bench/gcwatch.py) over a window."""
-        summary = json.loads(await self.instrumented("gcwatch", n, f"gc-{n}.json", self.o.warmup, self.o.gcwatch))
+        text = await self.instrumented("gcwatch", n, f"gc-{n}.json", self.o.warmup, self.o.gcwatch)
+        if not text.startswith("{"):
+            print(f"gc at N = {n}: {text}", file=sys.stderr)
+            return {"error": text}
+        summary: dict[str, Any] = json.loads(text)
         for gen, g in summary["generations"].items():
             print(f"gc at N = {n}: generation {gen}: {g['collections']} collections in {summary['seconds']:.0f} s, "
                   f"longest {g['max_ms']:.1f} ms, total {g['total_ms']:.0f} ms", file=sys.stderr)
@@ -698,6 +702,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     if o.smoke:
         o.n, o.repeats, o.window, o.warmup, o.settle = "20", 1, 2.0, 0.6, 0.3
         o.fail, o.slow, o.slow_n = min(o.fail, 3), min(o.slow, 4), 20
+    o.out = str(Path(o.out).resolve())  # the instrumented agents run elsewhere and write there
     o.n = [int(x) for x in str(o.n).split(",")]
     o.agent_env = dict(item.split("=", 1) for item in o.agent_env)
     o.slow_caps = [None if x == "default" else int(x) for x in o.slow_caps.split(",")]
