@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,23 +23,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
+from common import free_port, lag_buckets
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def lag_buckets(text: str) -> dict[str, float]:
-    for family in text_string_to_metric_families(text):
-        if family.name == "lifeguard_check_schedule_lag_seconds":
-            return {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
-    raise RuntimeError("no lag histogram")
 
 
 def late_share(before: dict[str, float], after: dict[str, float]) -> str:
