@@ -45,7 +45,7 @@ def alive(pid: int) -> bool:
     """Whether a process runs (a zombie nobody reaped yet counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, the file was read
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
