@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from actions.healers.base import HealClients, Healer, HealOutcome
-from agent.dockerclient import DockerError
+from agent.dockerclient import DockerEngine, DockerError
 
 
 class DockerRestartHealer(Healer):
@@ -20,6 +20,7 @@ class DockerRestartHealer(Healer):
     verb: ClassVar[str] = "restart"
     verb_ing: ClassVar[str] = "restarting"
     noun: ClassVar[str] = "container"
+    past: ClassVar[str] = "restarted"  # the outcome's message: "restarted container 'api'"
     needs: ClassVar[frozenset[str]] = frozenset({"docker"})
 
     def __init__(self, target: str, clients: HealClients, stop_timeout: int = 10) -> None:
@@ -40,9 +41,13 @@ class DockerRestartHealer(Healer):
         if engine is None:
             return HealOutcome(False, "no Docker engine configured")
         try:
-            await engine.restart(self.target, stop_timeout=self.stop_timeout)
+            await self._act(engine)
         except DockerError as exc:
             return HealOutcome(False, str(exc))
         except Exception as exc:  # never raise into the engine's background task
             return HealOutcome(False, f"{type(exc).__name__}: {exc}")
-        return HealOutcome(True, f"restarted container {self.target!r}")
+        return HealOutcome(True, f"{self.past} container {self.target!r}")
+
+    async def _act(self, engine: DockerEngine) -> None:
+        """The one Docker call of this kind; a container kind of its own overrides only this."""
+        await engine.restart(self.target, stop_timeout=self.stop_timeout)
