@@ -25,8 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
-from pydantic import PlainSerializer, PlainValidator
-
+from agent.config.model import Before
 from agent.durations import format_duration, parse_duration
 from agent.redact import REDACTED, is_secret_name, redact_text
 
@@ -687,9 +686,5 @@ def _item_parser(subjects: frozenset[str], check_type: str) -> Callable[[object]
 
 # An item of a check's ``conditions:`` list: a string parsed at load time, reported at its item
 # with its column (``checks[0].conditions[1]: column 13: …``), dumped back as its text.
-HttpCondition = Annotated[
-    Condition, PlainValidator(_item_parser(HTTP_SUBJECTS, "http")), PlainSerializer(str, return_type=str)
-]
-TcpCondition = Annotated[
-    Condition, PlainValidator(_item_parser(TCP_SUBJECTS, "tcp")), PlainSerializer(str, return_type=str)
-]
+HttpCondition = Annotated[Condition, Before(_item_parser(HTTP_SUBJECTS, "http"))]
+TcpCondition = Annotated[Condition, Before(_item_parser(TCP_SUBJECTS, "tcp"))]

@@ -16,11 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
-
 from agent.config import CheckConfigBase, ConfigModel
-from agent.config.errors import KEYED_ERROR
+from agent.config.model import Before, KeyedError, field
 from agent.config.types import HttpHeaders, HttpUrl, PositiveDuration, Secret, one_credential, upper
 from agent.neterrors import describe_os_error
 from agent.redact import redact_url
@@ -54,22 +51,21 @@ MAX_REDIRECTS = 5
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 
 
+def _statuses(value: object) -> object:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("must list at least one status")
+    return [_status(item) for item in items]
+
+
 class Expect(ConfigModel):
     """What an HTTP response must look like to pass (default: any 2xx)."""
 
-    status: list[int | str] | None = None
+    status: Annotated[list[int | str] | None, Before(_statuses)] = None
     body_contains: str | None = None
     max_latency: PositiveDuration | None = None
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _statuses(cls, value: object) -> object:
-        if value is None:
-            return None
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            raise ValueError("must list at least one status")
-        return [_status(item) for item in items]
 
 
 _STATUS_CODE = re.compile(r"[0-9]{3}")
@@ -86,36 +82,29 @@ def _status(item: object) -> int | str:
     raise ValueError(f"invalid status {item!r} (expected a code like 200 or a class like '2xx')")
 
 
-class HttpCheckConfig(CheckConfigBase):
+class HttpCheckConfig(CheckConfigBase, kw_only=True):
     """Request a URL; pass on a 2xx or on what ``expect`` asks for."""
 
     type: Literal["http"]
     url: HttpUrl
-    method: Annotated[
-        Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], BeforeValidator(upper)
-    ] = "GET"
-    headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
+    method: Annotated[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], Before(upper)] = "GET"
+    headers: Annotated[HttpHeaders, Secret] = field(default_factory=dict)
     verify_tls: bool = True
     ca_file: CaFile | None = None
     expect: Expect | None = None
-    conditions: list[HttpCondition] = []
+    conditions: list[HttpCondition] = field(default_factory=list)
 
-    @field_validator("headers")
-    @classmethod
-    def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        return one_credential(info.data.get("url"), value)
-
-    @field_validator("conditions")
-    @classmethod
-    def _certificate_needs_https(cls, value: list[Condition], info: ValidationInfo) -> list[Condition]:
-        url = info.data.get("url")
-        if isinstance(url, str) and not url.lower().startswith("https://"):
-            for i, condition in enumerate(value):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            one_credential(self.url, self.headers)
+        except KeyedError as exc:
+            raise KeyedError(("headers", *exc.at(())), exc.text) from None
+        if not self.url.lower().startswith("https://"):
+            for i, condition in enumerate(self.conditions):
                 if condition.subject.kind == "cert.days_left":
-                    # Reported at the item (``conditions[1]``): a keyed error's key may be an index.
-                    text = "cert.days_left needs an https:// url"
-                    raise PydanticCustomError(KEYED_ERROR, "{text}", {"key": i, "text": text})
-        return value
+                    # Reported at the item (``conditions[1]``).
+                    raise KeyedError(("conditions", i), "cert.days_left needs an https:// url")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Literal,
+    TypeVar,
+    Union,
+    dataclass_transform,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import msgspec
 
@@ -79,12 +90,16 @@ Secret = _SecretMarker()
 
 class KeyedError(ValueError):
     """A problem with one key of a model: reported at ``<model path>.<key>`` (the key need not be a
-    field: ``heal.restart_container`` names a heal kind)."""
+    field: ``heal.restart_container`` names a heal kind; a tuple is a path: ``("headers", name)``)."""
 
-    def __init__(self, key: str | int, text: str) -> None:
+    def __init__(self, key: str | int | tuple[str | int, ...], text: str) -> None:
         super().__init__(text)
         self.key = key
         self.text = text
+
+    def at(self, loc: Loc) -> Loc:
+        """Where it is reported when the model is at ``loc`` (a tuple key is a path below it)."""
+        return (*loc, *self.key) if isinstance(self.key, tuple) else (*loc, self.key)
 
 
 class Invalid(ValueError):
@@ -136,6 +151,7 @@ class _FieldsDescriptor:
         return owner._specs()
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(msgspec.field,))
 class _ModelMeta(msgspec.StructMeta):
     """Every model's fields are keyword-only (a subclass adds required keys after optional ones)."""
 
@@ -150,7 +166,7 @@ class ConfigModel(msgspec.Struct, metaclass=_ModelMeta, frozen=True, forbid_unkn
     model_fields: ClassVar[_FieldsDescriptor] = _FieldsDescriptor()
 
     @classmethod
-    def prepare(cls, data: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    def prepare(cls, data: Any) -> Any:
         """The raw mapping, adjusted before its fields are validated (``context()`` is available)."""
         return data
 
@@ -229,7 +245,9 @@ def _dump(value: Any) -> Any:
         return [_dump(item) for item in value]
     if isinstance(value, dict):
         return {key: _dump(item) for key, item in value.items()}
-    return value
+    if value is None or isinstance(value, (str, int, float, Path, datetime)):
+        return value
+    return str(value)  # a value parsed from its text (a condition): dumped as that text
 
 
 def _path(loc: Loc) -> str:
@@ -256,7 +274,7 @@ def _model(model: type[M], raw: Any, loc: Loc, errors: list[tuple[Loc, str]]) ->
     try:
         raw = model.prepare(raw)
     except KeyedError as exc:
-        errors.append(((*loc, exc.key), exc.text))
+        errors.append((exc.at(loc), exc.text))
         return None
     except (ValueError, TypeError) as exc:
         errors.append((loc, str(exc)))
@@ -277,17 +295,20 @@ def _model(model: type[M], raw: Any, loc: Loc, errors: list[tuple[Loc, str]]) ->
         converted = _value(spec.annotation, value, (*loc, spec.key), errors)
         if converted is not _FAILED:
             values[spec.name] = converted
+    found: M | None = None
+    if len(errors) == before:  # every field valid: the checks across fields (unknown keys aside)
+        try:
+            found = model(**values)
+        except KeyedError as exc:
+            errors.append((exc.at(loc), exc.text))
+        except (ValueError, TypeError) as exc:
+            errors.append((loc, str(exc)))
     for key in raw:
         if key not in by_key:
             text = _unknown(model, key) if isinstance(key, str) else "invalid key (keys must be strings)"
             errors.append(((*loc, key), text))
     if len(errors) == before:
-        try:
-            return model(**values)
-        except KeyedError as exc:
-            errors.append(((*loc, exc.key), exc.text))
-        except (ValueError, TypeError) as exc:
-            errors.append((loc, str(exc)))
+        return found
     errors[before:] = model.relocate(loc, errors[before:], raw)
     return None
 
@@ -312,7 +333,7 @@ def _value(annotation: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]])
         for fn in reversed(befores):  # the last written runs first: it wraps the ones before it
             value = fn(value)
     except KeyedError as exc:
-        errors.append(((*loc, exc.key), exc.text))
+        errors.append((exc.at(loc), exc.text))
         return _FAILED
     except (ValueError, TypeError) as exc:
         errors.append((loc, str(exc)))
@@ -324,7 +345,7 @@ def _value(annotation: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]])
         for fn in afters:
             value = fn(value)
     except KeyedError as exc:
-        errors.append(((*loc, exc.key), exc.text))
+        errors.append((exc.at(loc), exc.text))
         return _FAILED
     except (ValueError, TypeError) as exc:
         errors.append((loc, str(exc)))

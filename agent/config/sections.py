@@ -146,8 +146,11 @@ class DeliveryConfig(ConfigModel):
 
     def __post_init__(self) -> None:
         if self.retry_max < self.retry_initial:
-            shorter = format_duration(self.retry_max)
-            raise KeyedError("retry_max", f"{shorter} is shorter than retry_initial {format_duration(self.retry_initial)}")
+            shorter, initial = format_duration(self.retry_max), format_duration(self.retry_initial)
+            raise KeyedError("retry_max", f"{shorter} is shorter than retry_initial {initial}")
+
+
+_IN_STATE_DIR: Path = Path("state", "postmortems")  # the default, by identity: made state_dir/postmortems
 
 
 class AgentConfig(ConfigModel):
@@ -165,7 +168,7 @@ class AgentConfig(ConfigModel):
     status_title: NonEmptyStr | None = None  # the status page's public title; default "<name> status"
     # Where postmortem drafts go (default: state_dir/postmortems), and the Jinja2 template they are
     # rendered from (default: the one shipped in agent/templates); checked at load: exists, parses, renders.
-    postmortem_dir: Annotated[Path | None, Before(_not_blank)] = None
+    postmortem_dir: Annotated[Path, Before(_not_blank)] = field(default_factory=lambda: _IN_STATE_DIR)
     postmortem_template: Path | None = None
 
     def __post_init__(self) -> None:
@@ -177,7 +180,7 @@ class AgentConfig(ConfigModel):
             raise KeyedError("state_dir", f"{state} exists and is not a folder")
         if blocker is not None:
             raise KeyedError("state_dir", f"{blocker} is not a folder, so {state} cannot be created")
-        drafts = state / "postmortems" if self.postmortem_dir is None else absolute(self.postmortem_dir, base)
+        drafts = state / "postmortems" if self.postmortem_dir is _IN_STATE_DIR else absolute(self.postmortem_dir, base)
         blocker = _blocker(drafts)
         if blocker is not None:
             raise KeyedError("postmortem_dir", f"{blocker} is not a folder, so drafts cannot be written in {drafts}")
@@ -336,7 +339,7 @@ class HealConfig(ConfigModel):
         return [*heal_kinds(context), *(key for key in cls.model_fields if key not in ("kind", "target"))]
 
     @classmethod
-    def prepare(cls, data: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    def prepare(cls, data: Any) -> Any:
         """The file's shape (the kind's key holding the target) in the model's (``kind``, ``target``)."""
         ctx = context()
         from_file = "heal_kinds" in ctx
@@ -420,7 +423,7 @@ def _duration_or_none(value: Any, default: float) -> float | None:
 # --- what every check and notifier has -----------------------------------------------------------
 
 
-class CheckConfigBase(ConfigModel):
+class CheckConfigBase(ConfigModel, kw_only=True):
     """Keys every check type has; a check type's own model adds its keys and narrows ``type``."""
 
     name: Name
@@ -467,7 +470,7 @@ class CheckConfigBase(ConfigModel):
         return self.flapping.rule()
 
     @classmethod
-    def prepare(cls, data: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    def prepare(cls, data: Any) -> Any:
         """What the check does not say, from ``defaults:``; an inherited timeout cut to the interval."""
         if not isinstance(data, Mapping):
             return data
@@ -544,7 +547,7 @@ class CheckMatch(ConfigModel):
     container: list[NonEmptyStr] | None = None
 
     @classmethod
-    def prepare(cls, data: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    def prepare(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
         return data
@@ -562,7 +565,7 @@ def _sends_somewhere(value: list[str]) -> list[str]:
     return value
 
 
-class RouteConfig(ConfigModel):
+class RouteConfig(ConfigModel, kw_only=True):
     """One entry of ``routes:``: where the incidents of the checks it matches go."""
 
     match: RouteMatch = field(default_factory=RouteMatch)
