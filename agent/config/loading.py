@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from agent.config.depends import dependency_errors
 from agent.config.errors import (
     ConfigError,
     KnownKeys,
@@ -41,7 +42,6 @@ from agent.config.sections import (
     RouteConfig,
 )
 from agent.config.types import ConfigModel, PositiveDuration
-from agent.dependencies import dependency_errors
 from agent.routing import matches, route
 
 __all__ = [
