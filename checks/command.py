@@ -69,7 +69,7 @@ def _folder(value: Path | None) -> Path | None:
     return path
 
 
-class CommandCheckConfig(CheckConfigBase, kw_only=True):
+class CommandCheckConfig(CheckConfigBase):
     """Run a program; its exit code is the verdict (Nagios plugin convention)."""
 
     type: Literal["command"]

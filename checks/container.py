@@ -21,7 +21,7 @@ from checks.base import Check, Outcome
 _PROBE_OUTPUT_LIMIT = 200  # characters of the last health probe's output kept in the message
 
 
-class ContainerCheckConfig(CheckConfigBase, kw_only=True):
+class ContainerCheckConfig(CheckConfigBase):
     """A container is running (and healthy, if it has a health check)."""
 
     type: Literal["container"]

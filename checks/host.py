@@ -60,7 +60,7 @@ _HOST_PAIRS = (
 )
 
 
-class HostCheckConfig(CheckConfigBase, kw_only=True):
+class HostCheckConfig(CheckConfigBase):
     """Limits on the host's CPU, load, memory, swap and disks."""
 
     type: Literal["host"]

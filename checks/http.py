@@ -82,7 +82,7 @@ def _status(item: object) -> int | str:
     raise ValueError(f"invalid status {item!r} (expected a code like 200 or a class like '2xx')")
 
 
-class HttpCheckConfig(CheckConfigBase, kw_only=True):
+class HttpCheckConfig(CheckConfigBase):
     """Request a URL; pass on a 2xx or on what ``expect`` asks for."""
 
     type: Literal["http"]

@@ -74,7 +74,7 @@ class ProcessMatch(ConfigModel):
         return f"pidfile {self.pidfile}"
 
 
-class ProcessCheckConfig(CheckConfigBase, kw_only=True):
+class ProcessCheckConfig(CheckConfigBase):
     """Count the matching processes and bound their CPU and memory."""
 
     type: Literal["process"]

@@ -38,7 +38,7 @@ READ_MARGIN = 0.25
 """Seconds before the check's timeout (at most a tenth of it) at which reading the banner stops."""
 
 
-class TcpCheckConfig(CheckConfigBase, kw_only=True):
+class TcpCheckConfig(CheckConfigBase):
     """Open a TCP connection."""
 
     type: Literal["tcp"]

@@ -41,7 +41,7 @@ def _days(value: float) -> float:
     return value
 
 
-class TlsCheckConfig(CheckConfigBase, kw_only=True):
+class TlsCheckConfig(CheckConfigBase):
     """Handshake with a TLS server and judge its certificate."""
 
     type: Literal["tls"]

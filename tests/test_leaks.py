@@ -239,9 +239,9 @@ async def test_a_webhook_receivers_echo_of_the_url_token_is_masked_in_the_delive
     await server.start()
     try:
         async with aiohttp.ClientSession() as session:
-            config = WebhookNotifierConfig(
+            config = WebhookNotifierConfig.model_validate(dict(
                 name="ops", type="webhook", url=f"http://127.0.0.1:{server.port}/hook?token={token}", timeout="2s"
-            )
+            ))
             delivery = await WebhookNotifier(config, lambda: session).send("evt_1", b"{}")
     finally:
         await server.stop()

@@ -141,8 +141,8 @@ def test_ports_follow_security_and_keys_read_as_written() -> None:
 
 
 @pytest.mark.parametrize(("bad", "where"), [
-    ({"to": ["ops"]}, "to.0"), ({"to": []}, "to"), ({"to": ["a@example.com, b@example.com"]}, "to.0"),
-    ({"to": ["a@example.com\r\nBcc: x@example.com"]}, "to.0"), ({"from": "nobody"}, "from"),
+    ({"to": ["ops"]}, "to[0]"), ({"to": []}, "to"), ({"to": ["a@example.com, b@example.com"]}, "to[0]"),
+    ({"to": ["a@example.com\r\nBcc: x@example.com"]}, "to[0]"), ({"from": "nobody"}, "from"),
     ({"username": "u"}, "username and password"), ({"security": "tls"}, "security"), ({"port": 0}, "port"),
     ({"sender": "lg@example.com"}, "sender"),
 ])

@@ -47,7 +47,7 @@ class FileNotifierConfig(NotifierConfigBase):
     path: Annotated[str, Before(_absolute_path), After(_a_file)]  # default: <state_dir>/events.jsonl
 
     @classmethod
-    def prepare(cls, data: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    def prepare(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and data.get("path") is None:
             return {**data, "path": str(state_dir() / "events.jsonl")}
         return data

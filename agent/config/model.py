@@ -151,7 +151,6 @@ class _FieldsDescriptor:
         return owner._specs()
 
 
-@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(msgspec.field,))
 class _ModelMeta(msgspec.StructMeta):
     """Every model's fields are keyword-only (a subclass adds required keys after optional ones)."""
 
@@ -160,6 +159,9 @@ class _ModelMeta(msgspec.StructMeta):
         return super().__new__(mcls, name, bases, namespace, **kwargs)
 
 
+# For type checkers: fields are keyword-only and frozen here too (msgspec.Struct's own transform
+# would otherwise win over the metaclass's).
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(msgspec.field,))
 class ConfigModel(msgspec.Struct, metaclass=_ModelMeta, frozen=True, forbid_unknown_fields=True):
     """Base of every config model: frozen, strict about unknown keys, silent about secret values."""
 

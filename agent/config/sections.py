@@ -423,7 +423,7 @@ def _duration_or_none(value: Any, default: float) -> float | None:
 # --- what every check and notifier has -----------------------------------------------------------
 
 
-class CheckConfigBase(ConfigModel, kw_only=True):
+class CheckConfigBase(ConfigModel):
     """Keys every check type has; a check type's own model adds its keys and narrows ``type``."""
 
     name: Name
@@ -565,7 +565,7 @@ def _sends_somewhere(value: list[str]) -> list[str]:
     return value
 
 
-class RouteConfig(ConfigModel, kw_only=True):
+class RouteConfig(ConfigModel):
     """One entry of ``routes:``: where the incidents of the checks it matches go."""
 
     match: RouteMatch = field(default_factory=RouteMatch)
