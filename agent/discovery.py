@@ -131,7 +131,7 @@ def checks_from_labels(
     context = {
         "base_dir": config.path.parent,
         "environ": os.environ,
-        "heal_kinds": dict(HEALERS),
+        "heal_kinds": HEALERS,
         "defaults": config.defaults,
     }
     found: list[CheckConfigBase] = []

@@ -17,7 +17,6 @@ Pure: no I/O, no clock. A check fills an ``Observed`` with what its probe saw an
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -222,7 +221,9 @@ class _Parser:
             kind = f"{head}.{field_name}"  # type: ignore[assignment]  # one of the two literals
             self._offered(kind, start)
             return Subject(kind)
-        close = difflib.get_close_matches(head, ["status", "latency", "body", "json", "header", "cert", "tcp"], n=1)
+        from difflib import get_close_matches  # only when there is a mistake to hint at
+
+        close = get_close_matches(head, ["status", "latency", "body", "json", "header", "cert", "tcp"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {self._subjects_text()})"
         raise self.fail(f"unknown subject {head!r}{hint}", start)
 

@@ -6,7 +6,6 @@ the engine's side, holding dependants back, is ``agent.dependencies``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,9 @@ def dependency_errors(raw_checks: Sequence[Any]) -> list[tuple[Loc, str]]:
         for j, dep in enumerate(wanted):
             if not isinstance(dep, str) or dep in names:
                 continue
-            close = difflib.get_close_matches(dep, names, n=1)
+            from difflib import get_close_matches  # only when there is a mistake to hint at
+
+            close = get_close_matches(dep, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             errors.append((("checks", i, "depends_on", j), f"no check named {dep!r}{hint}"))
         if isinstance(name, str) and name not in graph:

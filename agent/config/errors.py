@@ -8,7 +8,6 @@ contract (README, "Errors").
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -70,7 +69,9 @@ class KnownKeys:
 
 
 def unknown_key(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
+    from difflib import get_close_matches  # only when there is a mistake to hint at
+
+    close = get_close_matches(key, known, n=1)
     return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 

@@ -89,7 +89,7 @@ class _Registries:
         # Looked up per type the file uses: a type's module is imported only when it is configured.
         self.checks = _ConfigModels[CheckConfigBase](CHECK_TYPES)
         self.notifiers = _ConfigModels[NotifierConfigBase](NOTIFIER_TYPES)
-        self.heal_kinds: dict[str, HealKind] = dict(HEALERS)
+        self.heal_kinds: Mapping[str, HealKind] = HEALERS  # lazy: a kind is imported when named
 
 
 class _ConfigModels(Mapping[str, type[M]]):

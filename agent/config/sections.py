@@ -8,7 +8,6 @@ here. ``heal`` is generic in the same way: the key that names a registered heal 
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -517,7 +516,9 @@ def _known_events(value: list[str] | None) -> list[str] | None:
         raise ValueError("must list at least one event (leave it out for every event)")
     for name in value:
         if name not in EVENT_NAMES:
-            close = difflib.get_close_matches(name, list(EVENT_NAMES), n=1)
+            from difflib import get_close_matches  # only when there is a mistake to hint at
+
+            close = get_close_matches(name, list(EVENT_NAMES), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"unknown event {name!r} ({hint}expected some of: {', '.join(EVENT_NAMES)})")
     return list(dict.fromkeys(value))
