@@ -8,11 +8,10 @@ contract (README, "Errors").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.config.model import ConfigModel, KeyedError, Loc
+from agent.config.model import ConfigModel, KeyedError, Loc, format_path, unknown_key
 
 __all__ = [
     "ConfigError",
@@ -68,13 +67,6 @@ class KnownKeys:
         return text
 
 
-def unknown_key(key: str, known: Sequence[str]) -> str:
-    from difflib import get_close_matches  # only when there is a mistake to hint at
-
-    close = get_close_matches(key, known, n=1)
-    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
-
-
 def describe_kind(value: Any) -> str:
     """What a value is, in words: ``a list``, ``a string``, ``a dict``."""
     if isinstance(value, list):
@@ -94,19 +86,3 @@ def in_file_order(errors: list[tuple[Loc, str]], sections: Sequence[str]) -> lis
         return section, index
 
     return sorted(errors, key=key)
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def format_path(loc: Loc) -> str:
-    """``("checks", 0, "port")`` as the user would point at it: ``checks[0].port``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(str(part)):
-            out += f".{part}" if out else str(part)
-        else:
-            out += f"[{str(part)!r}]"
-    return out

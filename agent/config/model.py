@@ -19,8 +19,9 @@ is in ``context()``, set by ``validating(context)`` around a validation.
 from __future__ import annotations
 
 import copy
+import re
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ __all__ = [
     "Secret",
     "context",
     "field",
+    "format_path",
+    "unknown_key",
     "validating",
 ]
 
@@ -107,7 +110,7 @@ class Invalid(ValueError):
 
     def __init__(self, errors: list[tuple[Loc, str]]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{_path(loc)}: {text}" for loc, text in errors))
+        super().__init__("; ".join(f"{format_path(loc)}: {text}" for loc, text in errors))
 
 
 _CONTEXT: ContextVar[Mapping[str, Any] | None] = ContextVar("lifeguard_config_context", default=None)
@@ -252,10 +255,28 @@ def _dump(value: Any) -> Any:
     return str(value)  # a value parsed from its text (a condition): dumped as that text
 
 
-def _path(loc: Loc) -> str:
-    from agent.config.errors import format_path  # errors imports this module
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
-    return format_path(loc)
+
+def format_path(loc: Loc) -> str:
+    """``("checks", 0, "port")`` as the user would point at it: ``checks[0].port``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{str(part)!r}]"
+    return out
+
+
+def unknown_key(key: str, known: Sequence[str]) -> str:
+    """The message for a key the file has and the model does not, with the closest known one."""
+    from difflib import get_close_matches  # only when there is a mistake to hint at
+
+    close = get_close_matches(key, known, n=1)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 
 # --- the walk --------------------------------------------------------------------------------------
@@ -265,8 +286,6 @@ def _unknown(model: type[ConfigModel], key: Any) -> str:
     hint: Callable[[type[ConfigModel], str], str] | None = context().get("unknown_key_text")
     if hint is not None:
         return hint(model, str(key))
-    from agent.config.errors import unknown_key
-
     return unknown_key(str(key), model.yaml_keys(context()))
 
 
