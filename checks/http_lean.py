@@ -29,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aiohappyeyeballs import AddrInfoType
     from aiohttp.client_proto import ResponseHandler
     from aiohttp.http import RawResponseMessage
     from aiohttp.streams import StreamReader
@@ -58,6 +60,7 @@ _FRAMING_HEADERS = frozenset(
 )  # fmt: skip
 """Headers that change how the request is framed or the connection kept: left to aiohttp."""
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GET_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # aiohttp's ClientRequest.GET_METHODS, less TRACE
 _POST_METHODS = frozenset({"PUT"})  # of aiohttp's ClientRequest.POST_METHODS, those lean
 
@@ -104,6 +107,8 @@ def lean_request(url: str, method: str, headers: dict[str, str] | None) -> tuple
     names = {name.lower() for name in wanted}
     if framing := sorted(names & _FRAMING_HEADERS):
         return None, f"header {framing[0]}"
+    if any(_CONTROL.search(text) for pair in wanted.items() for text in pair):
+        return None, "a control character in a header"  # aiohttp refuses to send it
     authorization: str | None = None
     if parsed.raw_user is not None or parsed.raw_password is not None:
         if "authorization" in names:
@@ -118,8 +123,11 @@ def lean_request(url: str, method: str, headers: dict[str, str] | None) -> tuple
         authorization = "Basic " + base64.b64encode(credentials).decode("latin1")
         parsed = parsed.with_user(None)
 
+    host_header = getattr(parsed, "host_port_subcomponent", None)  # what aiohttp (>= 3.10) sends
+    if not isinstance(host_header, str):
+        return None, "an older yarl"
     # The headers in aiohttp's order: Host, the check's own, then those it adds when not given.
-    lines: list[tuple[str, str]] = [("Host", _host_header(parsed))]
+    lines: list[tuple[str, str]] = [("Host", host_header)]
     for name, value in wanted.items():
         if name.lower() == "host":
             lines[0] = (name, value)
@@ -130,37 +138,22 @@ def lean_request(url: str, method: str, headers: dict[str, str] | None) -> tuple
             lines.append((name, value))
     if "user-agent" not in names:
         lines.append(("User-Agent", aiohttp.http.SERVER_SOFTWARE))
-    if method not in _GET_METHODS and "content-length" not in names:
-        lines.append(("Content-Length", "0"))  # aiohttp's, for a method that may carry a body
     if authorization is not None:
         lines.append(("Authorization", authorization))
+    if method not in _GET_METHODS:
+        lines.append(("Content-Length", "0"))  # aiohttp's, for a method that may carry a body
     if method in _POST_METHODS and "content-type" not in names:
         lines.append(("Content-Type", "application/octet-stream"))
     path = parsed.raw_path_qs or "/"
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in lines) + "\r\n"
     shown = parsed.with_fragment(None) if parsed.raw_fragment else parsed
+    if not _has_happy_eyeballs():
+        return None, "an aiohttp older than 3.10"  # no aiohappyeyeballs to connect as it does
     try:
-        literal = bool(ipaddress.ip_address(host))
+        literal = "%" not in host and bool(ipaddress.ip_address(host))
     except ValueError:
         literal = False
-        if not _has_happy_eyeballs():
-            return None, "a host name (this aiohttp resolves it its own way)"
     return LeanRequest((host, port), literal, head.encode("utf-8"), method == "HEAD", str(shown)), ""
-
-
-def _host_header(url: object) -> str:
-    subcomponent = getattr(url, "host_port_subcomponent", None)  # yarl >= 1.13: what aiohttp sends
-    if isinstance(subcomponent, str):
-        return subcomponent
-    from yarl import URL
-
-    assert isinstance(url, URL)
-    netloc = url.raw_host or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if url.explicit_port is not None and not url.is_default_port():
-        netloc += f":{url.port}"
-    return netloc
 
 
 def _has_happy_eyeballs() -> bool:
@@ -184,7 +177,9 @@ class LeanPool:
         idle = self._idle.get(key)
         while idle:
             protocol, since = idle.pop()
-            if protocol.is_connected() and now - since <= KEEPALIVE_TIMEOUT:
+            # Not one that has something unread (an answer nobody asked for, such as a 408 before
+            # the server hangs up): it would be read as the answer to the next request.
+            if protocol.is_connected() and not protocol.should_close and now - since <= KEEPALIVE_TIMEOUT:
                 return protocol
             protocol.close()
         return None
@@ -228,20 +223,29 @@ class LeanPool:
         self._idle.clear()
 
     async def _connect(self, request: LeanRequest) -> ResponseHandler:
+        """A new connection, made as aiohttp's ``TCPConnector`` makes it: every address of the name,
+        happy-eyeballs style, then those left after the first one failed; the same error at the end."""
+        import aiohappyeyeballs
         from aiohttp.client_proto import ResponseHandler
 
         from checks.http import _describe_os_error
 
         loop = asyncio.get_running_loop()
         host, port = request.key
-        try:
-            if request.literal:
-                _, protocol = await loop.create_connection(lambda: ResponseHandler(loop), host, port)
-            else:
-                import aiohappyeyeballs
-
-                # As aiohttp's TCPConnector: every address of the name, tried happy-eyeballs style.
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
+        infos: list[AddrInfoType]
+        if request.literal:
+            v6 = ":" in host
+            address = (host, port, 0, 0) if v6 else (host, port)
+            infos = [(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+        else:
+            try:
+                found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
+            except OSError as exc:
+                raise ConnectFailed("cannot resolve host") from exc
+            infos = list(found)
+        failure: OSError | None = None
+        while infos:
+            try:
                 sock = await aiohappyeyeballs.start_connection(
                     infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, loop=loop
                 )
@@ -250,12 +254,14 @@ class LeanPool:
                 except BaseException:
                     sock.close()
                     raise
-        except socket.gaierror as exc:
-            raise ConnectFailed("cannot resolve host") from exc
-        except OSError as exc:
-            raise ConnectFailed(_describe_os_error(exc)) from exc
-        self.opened += 1
-        return protocol
+            except OSError as exc:
+                failure = exc
+                aiohappyeyeballs.pop_addr_infos_interleave(infos, None)
+                continue
+            self.opened += 1
+            return protocol
+        assert failure is not None
+        raise ConnectFailed(_describe_os_error(failure)) from failure
 
     async def send(self, request: LeanRequest) -> tuple[RawResponseMessage, StreamReader, ResponseHandler]:
         """Send the request; the answer's status line and headers, its body stream and its connection.

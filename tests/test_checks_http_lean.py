@@ -357,6 +357,37 @@ async def test_a_connection_closed_while_idle_is_not_reused(ctx: CheckContext) -
     assert server.connections == 2
 
 
+async def test_an_answer_nobody_asked_for_is_not_read_as_the_next_one(ctx: CheckContext) -> None:
+    """A server that answers 408 on an idle keep-alive connection (and would close it later): the
+    pooled connection holds an answer before any request; it is dropped, not read as the next one."""
+    pooled, sent = asyncio.Event(), asyncio.Event()
+
+    async def timeout_notice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if server.connections == 1:
+            await pooled.wait()
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            sent.set()
+        await server.release.wait()
+
+    async with RawServer(timeout_notice) as server:
+        check = check_over(True, ctx, server.url)
+        first = await check.run()
+        pooled.set()
+        await sent.wait()
+        [(idle, _)] = ctx.lean_http._idle[("127.0.0.1", server.port)]
+        async with asyncio.timeout(5):
+            while not len(idle):  # the 408 has reached the pooled connection's queue
+                await asyncio.sleep(0.005)
+        second = await check.run()
+
+    assert (first.message, second.message) == ("HTTP 200", "HTTP 200")
+    assert server.connections == 2
+
+
 async def test_a_server_that_always_hangs_up_fails_as_disconnected(ctx: CheckContext) -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer) -> None:
         await server.read_request(reader)
