@@ -360,7 +360,7 @@ class Engine:
             # History keeps the short form: a response body per result would cost ~100 MB at 1,000
             # checks. The failing result itself (with its response) goes to evidence directly. A
             # message the check said last time is kept once ("HTTP 200" twenty times is one string).
-            if previous is not None and previous.message == result.message:
+            if previous is not None and previous.message is not result.message and previous.message == result.message:
                 result = replace(result, message=previous.message)
             tracked.history.append(replace(result, details={}) if result.details else result)
             tracked.last_details = shown_details(result.details, self._mask) if result.details else {}
