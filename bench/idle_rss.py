@@ -16,10 +16,12 @@ check, 55 MB with one; idle CPU under 0.5 % of a core.
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +58,20 @@ def measure(name: str, config: dict, settle: float, cpu_window: float = 0.0) -> 
             proc.wait(15)
 
 
+def listener() -> int:
+    """A port on 127.0.0.1 that accepts every connection and closes it, from a thread of this process."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=128)
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port: int = server.getsockname()[1]
+    return port
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--settle", type=float, default=20.0)
@@ -70,8 +86,9 @@ def main() -> None:
             check["port"] = port
     measure("shipped config.yaml", shipped, args.settle)
 
+    target = listener()  # the checks' target is another process's port, not the agent's own API
     idle = dict(shipped, checks=[
-        {"name": f"port-{i}", "type": "tcp", "host": "127.0.0.1", "port": port, "interval": "10s"}
+        {"name": f"port-{i}", "type": "tcp", "host": "127.0.0.1", "port": target, "interval": "10s"}
         for i in range(50)
     ])
     idle["agent"] = dict(shipped["agent"], api={"listen": f"127.0.0.1:{port}"})
