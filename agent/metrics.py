@@ -328,7 +328,8 @@ def text_chunks(snap: Snapshot) -> Iterator[str]:
     les = [*(_le(b) for b in DURATION_BUCKETS), "+Inf"]
 
     def histogram(spec: Spec, rows: Iterable[tuple[str, Histogram]]) -> Iterator[str]:
-        """Rows of one label (``check``, which sorts before ``le``) or, with ``label`` "", none."""
+        """Rows of (label value, histogram): the family's one label (``check``, which sorts before
+        ``le``), or none (``_LAG``: the value is not used)."""
         name, _, _, labels = spec
         if (out := text.add(_head(spec))) is not None:
             yield out
