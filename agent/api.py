@@ -13,8 +13,8 @@ Every error, aiohttp's own included (a malformed request line, an oversized head
 method), is ``{"error": {"code": …, "message": …}}``: serve the app
 with ``ApiRunner``, whose connections answer their parser errors in that shape.
 The routes are described by an OpenAPI document shipped beside the code (``/api/openapi.json``).
-``/metrics`` is the Prometheus text format, made by whatever ``metrics`` the app is given
-(``agent.metrics.Exposition.render`` in the daemon).
+``/metrics`` is the Prometheus text format, written by whatever ``metrics`` the app is given
+(``agent.metrics.Exposition.write`` in the daemon) into the response a slice at a time.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from agent.engine import PHASES, CheckView, IncidentConflict, IncidentPatch, Unk
 from agent.incidents import SEVERITIES
 from agent.maintenance import Match
 from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from agent.metrics import Write as MetricsOut
 from agent.payload import iso
 
 log = structlog.get_logger("lifeguard.api")
@@ -59,6 +60,8 @@ PENDING_TOO_LONG = 60.0  # seconds an event may wait before /health says degrade
 SHOWN = 40  # characters of a rejected value echoed in an error message
 PUBLIC_PATHS = frozenset({"/health", "/status", "/status.json"})  # answered without the token
 OPENAPI = Path(__file__).parent / "schemas" / "openapi.json"
+MetricsWriter = Callable[[MetricsOut], Awaitable[None]]
+"""Writes the whole ``/metrics`` text to the function it is given, a slice per call."""
 
 
 class HealthFacts(Protocol):
@@ -229,7 +232,7 @@ class _Sources:
     incidents: IncidentReader
     deliveries: DeliveryDesk
     clock: Callable[[], float]
-    metrics: Callable[[], Awaitable[bytes]] | None = None
+    metrics: MetricsWriter | None = None
     reloads: ReloadDesk | None = None
     desk: IncidentDesk | None = None
     silences: SilenceDesk | None = None
@@ -250,14 +253,14 @@ def create_app(
     deliveries: DeliveryDesk,
     clock: Callable[[], float] = time.time,
     reloads: ReloadDesk | None = None,
-    metrics: Callable[[], Awaitable[bytes]] | None = None,
+    metrics: MetricsWriter | None = None,
     desk: IncidentDesk | None = None,
     silences: SilenceDesk | None = None,
     status: StatusSource | None = None,
     reports: ReportSource | None = None,
 ) -> web.Application:
     """The API's app. ``token`` may be a callable, read at each request (a reload may change it);
-    ``metrics`` renders ``/metrics`` (without it, that route answers 404)."""
+    ``metrics`` writes ``/metrics`` (without it, that route answers 404)."""
     app = web.Application(middlewares=[_errors_and_auth])
     token_of = token if callable(token) else (lambda: token)
     app[SOURCES] = _Sources(
@@ -827,12 +830,24 @@ async def openapi_route(request: web.Request) -> web.Response:
     return web.Response(body=openapi_document(), content_type="application/json")
 
 
-async def metrics_route(request: web.Request) -> web.Response:
-    """Prometheus's text format; built off the event loop, so a scrape never stalls the checks."""
-    render = request.app[SOURCES].metrics
-    if render is None:
+async def metrics_route(request: web.Request) -> web.StreamResponse:
+    """Prometheus's text format, streamed as it is written: the event loop runs checks between
+    slices, and the whole answer (megabytes at thousands of checks) is never held at once."""
+    write = request.app[SOURCES].metrics
+    if write is None:
         return error(404, "not_found", "this agent serves no metrics")
-    return web.Response(body=await render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+    response = web.StreamResponse(headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def out(chunk: bytes) -> None:
+        if not response.prepared:  # the headers go with the first slice: a failure before it is a 500
+            await response.prepare(request)
+        await response.write(chunk)
+
+    await write(out)
+    if not response.prepared:
+        await response.prepare(request)
+    await response.write_eof()
+    return response
 
 
 async def _status_document(request: web.Request) -> dict[str, Any]:

@@ -667,7 +667,7 @@ class Daemon:
             deliveries=_DeliveryDesk(self.store, self.outbox),
             desk=self.engine,  # the one writer of incidents carries out their commands
             silences=self.engine,
-            metrics=Exposition(self._metrics_snapshot).render,
+            metrics=Exposition(self._metrics_snapshot).write,
             status=_StatusPage(self),
             reports=_Reports(self),
         )
@@ -700,8 +700,9 @@ class Daemon:
         return Snapshot(
             version=__version__,
             checks=[
-                CheckFacts(v.name, v.type, v.last.ok if v.last else None, v.last.warning if v.last else False)
-                for v in self.engine.check_views()
+                CheckFacts(name, t.config.type, None if (last := t.last) is None else last.ok,
+                           last is not None and last.warning)
+                for name, t in self.engine.tracked.items()
             ],
             runs=dict(tally.runs),
             durations={name: hist.copy() for name, hist in tally.durations.items()},

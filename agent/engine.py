@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from agent.baseline import Baselines
 from agent.dependencies import DOCKER_CHECK, Cause, Dependencies
 from agent.durations import format_duration
 from agent.evidence import HISTORY_LIMIT as HISTORY
+from agent.history import History
 from agent.incidents import (
     CheckState,
     Decision,
@@ -39,6 +39,7 @@ from agent.incidents import (
     heal_call_failed,
     most_severe,
 )
+from agent.keyed_lock import KeyedLock
 from agent.maintenance import EXPIRED_LISTED, SILENCE_PREFIX, Match, Quiet, Silence, Window, quiet_for, silence_view
 from agent.metrics import EngineTally
 from agent.policies import DEFAULT_POSTMORTEM_AFTER, Due, PoliciesConfig, due, postmortem_required
@@ -131,8 +132,7 @@ class Tracked:
     policy: Policy
     healer: Healer | None = None
     state: CheckState = field(default_factory=CheckState)
-    history: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    history: History = field(default_factory=lambda: History(HISTORY))
     last_details: dict[str, Any] = field(default_factory=dict)  # history drops details; the API shows these
     rates: CheckRates = field(default_factory=lambda: CheckRates(None, None))  # open_when, flapping
 
@@ -142,7 +142,7 @@ class Tracked:
 
     @property
     def last(self) -> CheckResult | None:
-        return self.history[-1] if self.history else None
+        return self.history.last
 
     @property
     def severity(self) -> str:
@@ -224,6 +224,7 @@ class Engine:
         self._notify_all = list(notify_all)
         self._write_error: str | None = None
         self._results_error: str | None = None
+        self._locks = KeyedLock()  # a check's lock, by its name: held only while in use
         self._manual_lock = asyncio.Lock()  # commands on incidents no check's lock covers
         self._manual_open: dict[str, str] = {}  # unresolved incidents opened by hand -> severity
         self.deps = Dependencies(self)  # incidents held back by another one (depends_on, Docker)
@@ -303,9 +304,9 @@ class Engine:
     async def replace_check(self, check: AnyCheck) -> None:
         """A changed check: its new definition, with its state (open incident included) and history."""
         old = self.tracked[check.name]
-        async with old.lock:
+        async with self._locks(check.name):
             new = track(check, self.clients, heal_enabled=self.heal_enabled)
-            new.state, new.history, new.lock = old.state, old.history, old.lock
+            new.state, new.history = old.state, old.history
             new.rates = old.rates.retuned(new.policy.open_when, new.policy.flapping)
             self.baselines.watch(check.config)
             self.tracked[check.name] = new
@@ -315,7 +316,7 @@ class Engine:
         tracked = self.tracked.get(name)
         if tracked is None:
             return
-        async with tracked.lock:
+        async with self._locks(name):
             del self.tracked[name]
             self.baselines.forget(name)
             incident_id = tracked.state.incident_id
@@ -350,21 +351,18 @@ class Engine:
         tracked = self.tracked.get(result.check)
         if tracked is None:  # the check was removed while this run was under way
             return
-        async with tracked.lock:
-            # A reload may have replaced it meanwhile (the replacement shares this lock) or removed it.
+        async with self._locks(result.check):
+            # A reload may have replaced it meanwhile (the lock is the name's) or removed it.
             current = self.tracked.get(result.check)
             if current is None:
                 return
             tracked = current
             previous = tracked.last
-            # History keeps the short form: a response body per result would cost ~100 MB at 1,000
-            # checks. The failing result itself (with its response) goes to evidence directly. A
-            # message the check said last time is kept once ("HTTP 200" twenty times is one string).
-            if previous is not None and previous.message is not result.message and previous.message == result.message:
-                result = replace(result, message=previous.message)
-            tracked.history.append(replace(result, details={}) if result.details else result)
+            # History keeps the short form, compact (agent.history): no response bodies, a repeated
+            # message once. The failing result itself (with its response) goes to evidence directly.
+            kept = tracked.history.append(result)
             tracked.last_details = shown_details(result.details, self._mask) if result.details else {}
-            self._unsaved.append((result.check, result.started_at, result.ok, result.latency, result.message))
+            self._unsaved.append((result.check, result.started_at, result.ok, result.latency, kept.message))
             log.debug(
                 "check.completed",
                 check=result.check,
@@ -595,7 +593,7 @@ class Engine:
             await self._keep_heal_output(tracked, incident_id, healer, outcome.ok, message, output)
         if outcome.ok:
             return
-        async with tracked.lock:
+        async with self._locks(tracked.config.name):
             if tracked.state.incident_id != incident_id:
                 return
             state = heal_call_failed(tracked.state)
@@ -709,7 +707,7 @@ class Engine:
         if row is None:
             raise UnknownIncident(incident_id)
         tracked = None if row["manual"] else self.tracked.get(row["check_name"])
-        async with tracked.lock if tracked is not None else self._manual_lock:
+        async with self._locks(tracked.config.name) if tracked is not None else self._manual_lock:
             row = await self.store.run(self.store.incidents.row, incident_id)
             assert row is not None  # incidents are never deleted
             current = None if row["manual"] else self.tracked.get(row["check_name"])
@@ -1000,7 +998,7 @@ class Engine:
         for tracked in list(self.tracked.values()):
             if tracked.state.incident_id not in self._in_maintenance:
                 continue
-            async with tracked.lock:
+            async with self._locks(tracked.config.name):
                 if self.tracked.get(tracked.config.name) is tracked:
                     await self._release_if_over(tracked, self.quiet(tracked, self.clock()), self.clock())
 

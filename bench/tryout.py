@@ -8,6 +8,9 @@ Each switch is an environment variable, read at start:
 - ``BENCH_GC_FREEZE_AFTER`` (seconds): then one full collection and ``gc.freeze()``, which moves
   every object then alive (modules, the config, the checks) out of the collector's reach, so later
   full collections scan only what came after.
+- ``BENCH_GC_AFTER_START`` (``gen0,gen1,gen2``): ``gc.set_threshold`` right after the agent's own
+  start-up tuning (which freezes what start-up allocated and sets 10,000/50/100), to weigh other
+  thresholds against it (``700,10,10`` is Python's default).
 - ``BENCH_SWITCH_INTERVAL`` (seconds): ``sys.setswitchinterval``, how long a thread holding the
   GIL (the results flush, a scrape) may keep the event loop waiting before it must hand it over.
 - ``BENCH_FLUSH_EVERY`` (seconds): how often results are written (the agent: every second).
@@ -37,6 +40,17 @@ def apply() -> None:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
     if after := env("BENCH_GC_FREEZE_AFTER"):
         threading.Thread(target=freeze_after, args=(float(after),), daemon=True).start()
+    if after_start := env("BENCH_GC_AFTER_START"):
+        import agent.daemon
+
+        tuned = agent.daemon._release_startup_memory
+        thresholds = tuple(int(x) for x in after_start.split(","))
+
+        def retuned() -> None:
+            tuned()
+            gc.set_threshold(*thresholds)
+
+        agent.daemon._release_startup_memory = retuned
     if interval := env("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(interval))
     if every := env("BENCH_FLUSH_EVERY"):

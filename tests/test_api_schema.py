@@ -229,7 +229,7 @@ def base_url() -> Iterator[str]:
         app = create_app(
             agent_name="web-01", token=TOKEN, health=Facts(), board=Board(), incidents=Reader(), deliveries=Desk(),
             reloads=Reloads(), desk=IncidentDeskStub(), silences=SilenceDeskStub(), status=Status(), reports=Reports(),
-            metrics=Exposition(snapshot).render,
+            metrics=Exposition(snapshot).write,
         )
         runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()

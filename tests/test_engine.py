@@ -391,3 +391,23 @@ async def test_manual_incident_is_never_resolved_by_a_check_and_patches_and_reso
     assert [k for k, _ in await events_of(store, incident_id)] == [
         "incident.opened", "incident.updated", "incident.resolved", "incident.updated"]
     assert (await store.run(store.incidents.get, incident_id))["resolve_reason"] == "by_hand"
+
+
+def test_history_keeps_the_last_results_compactly_in_order() -> None:
+    from agent.history import History
+
+    history = History(20)
+    assert len(history) == 0 and history.last is None and list(history) == []
+    said = []
+    for i in range(25):
+        message = "HTTP 200" if i % 5 else f"HTTP 5{i:02d}"
+        said.append("".join(message))  # an equal string, not the same object
+        history.append(CheckResult("web", i % 5 != 0, 1000.0 + i, i / 1000, said[-1],
+                                   {"response": "x" * 1000}, warning=i == 24))
+    kept = list(history)
+    assert len(history) == 20 and [r.started_at for r in kept] == [1005.0 + i for i in range(20)]
+    assert [r.ok for r in kept] == [i % 5 != 0 for i in range(5, 25)]
+    assert [r.message for r in kept] == said[5:] and [r.latency for r in kept] == [i / 1000 for i in range(5, 25)]
+    assert all(r.details == {} and r.check == "web" for r in kept) and [r.warning for r in kept][-2:] == [False, True]
+    assert history.last == kept[-1] and history.last.details == {}
+    assert kept[-2].message is kept[-3].message  # a repeated message is kept once

@@ -7,6 +7,7 @@ happened in the run. The rest are the pure parts: histograms, families from a sn
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -188,6 +189,68 @@ def test_families_name_every_metric_as_documented() -> None:
     assert value(m, "lifeguard_deliveries_total", notifier="ops", result="delivered") == 1
     assert value(m, "lifeguard_config_reloads_total", result="ok") == 2
     assert value(m, "lifeguard_check_schedule_lag_seconds_count") == 0
+
+
+def test_the_text_is_what_prometheus_client_makes_of_the_families_byte_for_byte() -> None:
+    """``text_chunks`` writes the format itself (no sample objects); it must not drift from
+    ``generate_latest`` over ``families``: escaping, Go's float spelling, label order, empty families."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from agent.metrics import CHUNK, text_chunks
+
+    tally = CheckTally()
+    names = [f"check-{i:04d}" for i in range(600)] + ['odd"name\\with\nbreaks', "é-ünïcode"]
+    for i, name in enumerate(names):
+        for run in range(i % 7):
+            tally.ran(name, run % 3 != 0, (i * 0.0137 + run) % 12.0)
+        tally.late((i % 11) * 0.01)
+    tally.runs[("many", True)] = 1_234_567  # Go writes 1.234567e+06
+    tally.runs[("more", False)] = 10**17
+    checks = [CheckFacts(n, "http", (None, True, False)[i % 3], i % 5 == 0) for i, n in enumerate(names)]
+    for snap in (_snapshot(checks=checks, runs=tally.runs, durations=tally.durations, lag=tally.lag), _snapshot(),
+                 _snapshot(checks=[], runs={}, durations={}, heals={}, heal_budget={}, deliveries={}, pending={})):
+
+        class One:
+            def collect(self) -> Any:
+                return families(snap)  # noqa: B023
+
+        registry = CollectorRegistry()
+        registry.register(One())  # type: ignore[arg-type]
+        chunks = list(text_chunks(snap))
+        assert "".join(chunks) == generate_latest(registry).decode()
+        assert all(len(c) < 2 * CHUNK for c in chunks)
+    big = list(text_chunks(_snapshot(checks=checks, runs=tally.runs, durations=tally.durations)))
+    assert len(big) > 1 and len(big) >= sum(map(len, big)) // CHUNK  # in slices, never the whole text at once
+
+
+async def test_a_scrape_is_written_in_slices_with_the_loop_free_between_them() -> None:
+    from agent.metrics import Exposition
+
+    tally = CheckTally()
+    for i in range(3000):
+        tally.ran(f"check-{i}", True, 0.01)
+    exposition = Exposition(lambda: _snapshot(runs=tally.runs, durations=tally.durations))
+    slices: list[bytes] = []
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def out(chunk: bytes) -> None:
+        slices.append(chunk)
+
+    task = asyncio.create_task(ticker())
+    await exposition.write(out)
+    task.cancel()
+    text = b"".join(slices).decode()
+    m = parse(text)
+    assert value(m, "lifeguard_check_runs_total", check="check-2999", result="ok") == 1
+    assert (value(m, "process_resident_memory_bytes") or 0) > 0
+    assert len(slices) > 10 and turns >= len(slices) - 2
 
 
 async def test_record_reload_counts_into_the_next_scrape() -> None:

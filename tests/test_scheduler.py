@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -144,3 +145,86 @@ async def test_wake_ups_during_a_run_make_one_more_run_not_one_each() -> None:
     finally:
         await scheduler.stop()
 
+
+
+async def test_a_check_waiting_for_its_slot_holds_no_task() -> None:
+    """One dispatcher for every check: between runs a check is a heap item, not a sleeping task."""
+    results: asyncio.Queue[CheckResult] = asyncio.Queue()
+    before = len(asyncio.all_tasks())
+    scheduler = Scheduler([Counted(f"c{i}") for i in range(50)], results.put, jitter=False)
+    scheduler.start()
+    try:
+        assert sorted([(await results.get()).check for _ in range(50)]) == sorted(f"c{i}" for i in range(50))
+        for _ in range(5):  # the runs' tasks finish their last steps
+            await asyncio.sleep(0)
+        assert len(asyncio.all_tasks()) == before + 1  # the watch task only
+        assert all(scheduler.run_now(f"c{i}") for i in range(50))
+        assert len({(await results.get()).check for _ in range(50)}) == 50
+    finally:
+        await scheduler.stop()
+
+
+async def test_removing_a_check_cancels_its_run_and_the_others_go_on() -> None:
+    gate, running = asyncio.Event(), []
+    results: asyncio.Queue[CheckResult] = asyncio.Queue()
+    held = Gate("held", gate, running)
+    held.config = SimpleNamespace(name="held", timeout=5.0, interval=3600.0)
+    other = Counted("other")
+    scheduler = Scheduler([held, other], results.put, jitter=False)
+    scheduler.start()
+    try:
+        assert (await results.get()).check == "other"
+        while not running:
+            await asyncio.sleep(0)
+        await scheduler.remove("held")  # returns once the run under way is cancelled
+        assert not scheduler.run_now("held") and [c.name for c in scheduler.checks] == ["other"]
+        gate.set()
+        assert scheduler.run_now("other")
+        assert (await results.get()).check == "other"
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert results.empty() and running == ["held"]  # the cancelled run reported nothing
+        scheduler.add(Counted("held"))  # a reload puts it back: scheduled afresh
+        assert (await results.get()).check == "held"
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_run_that_crashes_ends_the_watch_task_with_its_error() -> None:
+    """The supervisor owns the watch task: a bug in a run reaches it, as a crashed task did."""
+    spawned: list[asyncio.Task[None]] = []
+
+    def spawn(name: str, coro: Any) -> asyncio.Task[None]:
+        spawned.append(asyncio.create_task(coro, name=name))
+        return spawned[-1]
+
+    async def broken(check: Any, planned: float | None = None) -> CheckResult:
+        raise RuntimeError("bug in a run")
+
+    scheduler = Scheduler([Counted("c")], lambda r: asyncio.sleep(0), jitter=False)
+    scheduler.run_once = broken  # type: ignore[method-assign]
+    scheduler.start(spawn)
+    try:
+        assert [t.get_name() for t in spawned] == ["scheduler"]
+        with pytest.raises(RuntimeError, match="bug in a run"):
+            await asyncio.wait_for(spawned[0], 5)
+    finally:
+        await scheduler.stop()
+
+
+async def test_stop_cancels_runs_under_way_and_ends_the_watch_task() -> None:
+    gate, running = asyncio.Event(), []
+    check = Gate("held", gate, running)
+    spawned: list[asyncio.Task[None]] = []
+
+    def spawn(name: str, coro: Any) -> asyncio.Task[None]:
+        spawned.append(asyncio.create_task(coro, name=name))
+        return spawned[-1]
+
+    scheduler = Scheduler([check], lambda r: asyncio.sleep(0), jitter=False)
+    scheduler.start(spawn)
+    while not running:
+        await asyncio.sleep(0)
+    await scheduler.stop()
+    assert scheduler.running == 0 and not scheduler.run_now("held")
+    await asyncio.wait_for(spawned[0], 5)  # ends cleanly: nothing crashed
