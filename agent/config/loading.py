@@ -218,7 +218,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     report = validate(ReportConfig, _section(data, "report", {}), ("report",), base)
 
     explicit = {
-        raw["name"] for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
+        raw.get("name") for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
     }
     valid_checks = [c for c in checks if c is not None]
     valid_routes = [r for r in routes if r is not None]
