@@ -304,8 +304,8 @@ def _raise_open_files_limit() -> None:
 
 
 def _release_startup_memory() -> None:
-    """Hand back to the OS what loading the config and starting left free (pydantic's schema
-    building, the YAML tree): collected, then trimmed from glibc's heap (worth ~1 MB of idle RSS);
+    """Hand back to the OS what loading the config and starting left free (the config's
+    validation, the YAML tree): collected, then trimmed from glibc's heap (worth ~1 MB of idle RSS);
     what is left is frozen out of later collections."""
     import ctypes
     import gc

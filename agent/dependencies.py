@@ -17,13 +17,12 @@ resolves once the engine has kept answering for ``DOCKER_SETTLE`` seconds.
 The shape follows maintenance windows (``agent.engine``: ``quiet``, ``_in_maintenance``,
 ``_release_if_over``): the engine asks ``cause()`` before it evaluates a result, records the
 incident quietly when there is one, and calls ``release_if_free()`` under the check's lock. The
-config side (unknown names, cycles) is ``dependency_errors``, a pure function of the raw file.
+config side (unknown names, cycles) is ``agent.config.depends``, a pure function of the raw file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ log = structlog.get_logger("lifeguard.dependencies")
 DOCKER_CHECK = "docker"
 """The check name (and ``check_type``) of the Docker engine's own incident."""
 
-Loc = tuple[str | int, ...]
 
 IMPACT_COALESCE = 1.0
 """Seconds the cause's incident gathers dependants before it says so: fifty containers held back by
@@ -51,61 +49,6 @@ the Docker engine make one ``incident.updated``, not fifty."""
 DOCKER_SETTLE = 2.0
 """Seconds the Docker engine must keep answering before its incident resolves: an engine that is
 stopping answers some calls and refuses others, and must not page twice."""
-
-
-# -- the config ------------------------------------------------------------------------------
-def dependency_errors(raw_checks: Sequence[Any]) -> list[tuple[Loc, str]]:
-    """Located errors of the ``depends_on`` lists of the raw ``checks:`` section: names no check
-    has, and cycles (a check that depends on itself, directly or through others)."""
-    names = [c["name"] for c in raw_checks if isinstance(c, Mapping) and isinstance(c.get("name"), str)]
-    graph: dict[str, list[str]] = {}
-    where: dict[str, int] = {}
-    errors: list[tuple[Loc, str]] = []
-    for i, raw in enumerate(raw_checks):
-        if not isinstance(raw, Mapping):
-            continue
-        wanted = raw.get("depends_on")
-        if not isinstance(wanted, list):
-            continue  # absent, or the model reports its type
-        name = raw.get("name")
-        for j, dep in enumerate(wanted):
-            if not isinstance(dep, str) or dep in names:
-                continue
-            close = difflib.get_close_matches(dep, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            errors.append((("checks", i, "depends_on", j), f"no check named {dep!r}{hint}"))
-        if isinstance(name, str) and name not in graph:
-            graph[name] = [d for d in wanted if isinstance(d, str) and d in names]
-            where[name] = i
-    reported: set[str] = set()
-    for name in graph:
-        cycle = _cycle_from(name, graph)
-        if cycle is None or reported & set(cycle):
-            continue
-        reported.update(cycle)
-        errors.append((("checks", where[name], "depends_on"), "a cycle: " + " → ".join([*cycle, cycle[0]])))
-    return errors
-
-
-def _cycle_from(start: str, graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """The shortest cycle through ``start``, as the path from it back to it (without the
-    repeat), or None."""
-    parent: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        following = []
-        for node in frontier:
-            for nxt in graph.get(node, ()):
-                if nxt == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return path[::-1]
-                if nxt not in parent:
-                    parent[nxt] = node
-                    following.append(nxt)
-        frontier = following
-    return None
 
 
 # -- the engine's side -----------------------------------------------------------------------
@@ -326,4 +269,4 @@ class Dependencies:
         self.after_resolve(incident_id)
 
 
-__all__ = ["DOCKER_CHECK", "Cause", "Dependencies", "dependency_errors"]
+__all__ = ["DOCKER_CHECK", "Cause", "Dependencies"]

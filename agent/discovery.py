@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import ValidationError
 
+from agent.config.model import Invalid
 from agent.dockerclient import ContainerNotFound, DockerError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,7 +131,7 @@ def checks_from_labels(
     context = {
         "base_dir": config.path.parent,
         "environ": os.environ,
-        "heal_kinds": dict(HEALERS),
+        "heal_kinds": HEALERS,
         "defaults": config.defaults,
     }
     found: list[CheckConfigBase] = []
@@ -147,10 +147,10 @@ def checks_from_labels(
             continue
         try:
             check = CHECK_TYPES[raw["type"]].config_model.model_validate(raw, context=context)
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                key = str(error["loc"][0]) if error["loc"] else "type"
-                warnings.append((container, LABELS.get(key, f"lifeguard.check.{key}"), error["msg"]))
+        except Invalid as exc:
+            for loc, text in exc.errors:
+                key = str(loc[0]) if loc else "type"
+                warnings.append((container, LABELS.get(key, f"lifeguard.check.{key}"), text))
             continue
         if config.routes:
             routed = route(check, config.routes, check.notify)

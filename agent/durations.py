@@ -1,7 +1,7 @@
 """Durations as the config writes them ("500ms", "10s", "5m", "1h", "7d") and back.
 
 Kept apart from ``agent.config`` so summaries and log lines can format a duration without
-importing pydantic. A unit is always required: a bare ``10`` is ambiguous (seconds? minutes?)
+importing the config layer. A unit is always required: a bare ``10`` is ambiguous (seconds? minutes?)
 and is rejected rather than guessed.
 """
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
+from agent.config.model import ConfigModel
 from agent.config.types import is_secret
 from agent.redact import url_secrets
 
@@ -22,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["needs", "secret_values"]
 
 
-def secret_values(config: Config | BaseModel) -> list[str]:
+def secret_values(config: Config | ConfigModel) -> list[str]:
     """Every configured value that must never be shown: the API token, webhook secrets, header
     values, the credentials inside any configured URL (user-info, token parameters), and whatever
     else a plugin's model marks ``Secret``. Empty values are left out. Works on the whole config
@@ -30,7 +29,7 @@ def secret_values(config: Config | BaseModel) -> list[str]:
     return list(dict.fromkeys(value for value in _secrets(config) if value))
 
 
-def _secrets(model: BaseModel) -> Iterator[str]:
+def _secrets(model: ConfigModel) -> Iterator[str]:
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if is_secret(field):
@@ -48,7 +47,7 @@ def _secrets(model: BaseModel) -> Iterator[str]:
 def _secrets_below(value: object) -> Iterator[str]:
     if isinstance(value, str) and "://" in value:
         yield from url_secrets(value)  # a URL's password or token, should it turn up on its own
-    elif isinstance(value, BaseModel):
+    elif isinstance(value, ConfigModel):
         yield from _secrets(value)
     elif isinstance(value, (list, tuple)):
         for item in value:

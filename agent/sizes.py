@@ -1,7 +1,7 @@
 """Sizes as the config writes them ("500MB", "1.5GiB", "64KiB") and back.
 
 Kept apart from ``agent.config`` (as ``agent.durations`` is) so check messages can format a size
-without importing pydantic. A unit is always required: a bare ``500`` could be bytes or
+without importing the config layer. A unit is always required: a bare ``500`` could be bytes or
 megabytes, and is rejected rather than guessed. ``KB``/``MB``/``GB``/``TB`` are powers of 1000,
 ``KiB``/``MiB``/``GiB``/``TiB`` powers of 1024; units are read in any case.
 """

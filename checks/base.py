@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
 
     from agent.dockerclient import DockerEngine
+    from checks.http_lean import LeanPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class CheckContext:
 
     def __init__(self, docker: DockerEngine | None = None) -> None:
         self._http: aiohttp.ClientSession | None = None
+        self._lean_http: LeanPool | None = None
         self.docker = docker
         # A check's rolling latency baseline in seconds (None until it has enough samples);
         # the agent installs the store-backed one, conditions such as ``latency > 2x baseline`` read it.
@@ -126,10 +128,25 @@ class CheckContext:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 auto_decompress=True,
+                # No cookies kept: each probe stands alone (a target's Set-Cookie is not sent back
+                # on the next probe, nor by another check of that host), as over the lean client.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._http
 
+    @property
+    def lean_http(self) -> LeanPool:
+        """The keep-alive connections of the http checks that skip ``ClientSession`` (checks/http_lean.py)."""
+        if self._lean_http is None:
+            from checks.http_lean import LeanPool
+
+            self._lean_http = LeanPool()
+        return self._lean_http
+
     async def close(self) -> None:
+        if self._lean_http is not None:
+            self._lean_http.close()
+            self._lean_http = None
         if self._http is not None and not self._http.closed:
             await self._http.close()
 

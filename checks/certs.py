@@ -13,8 +13,7 @@ import calendar
 import ssl
 from typing import Annotated
 
-from pydantic import AfterValidator, ValidationInfo
-
+from agent.config.model import After
 from agent.config.types import absolute, base_dir
 
 __all__ = ["CaFile", "CertificateDates", "client_context", "days_left", "read_dates"]
@@ -25,11 +24,11 @@ MAX_CA_FILE = 4 * 1024 * 1024
 _PEM_MARKER = "-----BEGIN CERTIFICATE-----"
 
 
-def _ca_file(value: str, info: ValidationInfo) -> str:
+def _ca_file(value: str) -> str:
     """Validator of ``ca_file``: an existing, readable file of PEM certificates; made absolute."""
     if not value.strip():
         raise ValueError("must not be empty")
-    path = absolute(value, base_dir(info))
+    path = absolute(value, base_dir())
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_CA_FILE + 1)
@@ -59,7 +58,7 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-CaFile = Annotated[str, AfterValidator(_ca_file)]
+CaFile = Annotated[str, After(_ca_file)]
 """``ca_file``: extra trusted CA certificates in PEM, relative to the config file's folder."""
 
 

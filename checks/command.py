@@ -23,10 +23,8 @@ import signal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
-
 from agent.config import CheckConfigBase
-from agent.config.errors import keyed_error
+from agent.config.model import After, KeyedError, field
 from agent.config.types import NonEmptyStr, Secret, absolute, base_dir
 from agent.redact import value_masker
 from checks.base import Check, CheckContext, Outcome
@@ -44,43 +42,40 @@ MESSAGE_LIMIT = 500
 STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
+def _program_given(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must name the program to run (a list: program, then its arguments)")
+    if any("\0" in part for part in value):
+        raise ValueError("contains a NUL character")
+    return value
+
+
+def _variable_names(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        # The value is never quoted: it is often a credential.
+        if not name or "=" in name or "\0" in name:
+            raise KeyedError(name, "invalid variable name (no '=', not empty)")
+        if "\0" in text:
+            raise KeyedError(name, "the value contains a NUL character (not shown)")
+    return value
+
+
+def _folder(value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    path = absolute(value, base_dir())
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder" if path.exists() else f"{path} does not exist")
+    return path
+
+
 class CommandCheckConfig(CheckConfigBase):
     """Run a program; its exit code is the verdict (Nagios plugin convention)."""
 
     type: Literal["command"]
-    command: list[NonEmptyStr]
-    env: Annotated[dict[str, str], Secret] = Field(default_factory=dict, repr=False)
-    cwd: Path | None = None
-
-    @field_validator("command")
-    @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must name the program to run (a list: program, then its arguments)")
-        if any("\0" in part for part in value):
-            raise ValueError("contains a NUL character")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            # The value is never quoted: it is often a credential.
-            if not name or "=" in name or "\0" in name:
-                raise keyed_error(name, "invalid variable name (no '=', not empty)")
-            if "\0" in text:
-                raise keyed_error(name, "the value contains a NUL character (not shown)")
-        return value
-
-    @field_validator("cwd")
-    @classmethod
-    def _folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = absolute(value, base_dir(info))
-        if not path.is_dir():
-            raise ValueError(f"{path} is not a folder" if path.exists() else f"{path} does not exist")
-        return path
+    command: Annotated[list[NonEmptyStr], After(_program_given)]
+    env: Annotated[dict[str, str], After(_variable_names), Secret] = field(default_factory=dict)
+    cwd: Annotated[Path | None, After(_folder)] = None
 
 
 class CommandCheck(Check[CommandCheckConfig]):

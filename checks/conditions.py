@@ -17,7 +17,6 @@ Pure: no I/O, no clock. A check fills an ``Observed`` with what its probe saw an
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -25,8 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
-from pydantic import PlainSerializer, PlainValidator
-
+from agent.config.model import Before
 from agent.durations import format_duration, parse_duration
 from agent.redact import REDACTED, is_secret_name, redact_text
 
@@ -223,7 +221,9 @@ class _Parser:
             kind = f"{head}.{field_name}"  # type: ignore[assignment]  # one of the two literals
             self._offered(kind, start)
             return Subject(kind)
-        close = difflib.get_close_matches(head, ["status", "latency", "body", "json", "header", "cert", "tcp"], n=1)
+        from difflib import get_close_matches  # only when there is a mistake to hint at
+
+        close = get_close_matches(head, ["status", "latency", "body", "json", "header", "cert", "tcp"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {self._subjects_text()})"
         raise self.fail(f"unknown subject {head!r}{hint}", start)
 
@@ -687,9 +687,5 @@ def _item_parser(subjects: frozenset[str], check_type: str) -> Callable[[object]
 
 # An item of a check's ``conditions:`` list: a string parsed at load time, reported at its item
 # with its column (``checks[0].conditions[1]: column 13: …``), dumped back as its text.
-HttpCondition = Annotated[
-    Condition, PlainValidator(_item_parser(HTTP_SUBJECTS, "http")), PlainSerializer(str, return_type=str)
-]
-TcpCondition = Annotated[
-    Condition, PlainValidator(_item_parser(TCP_SUBJECTS, "tcp")), PlainSerializer(str, return_type=str)
-]
+HttpCondition = Annotated[Condition, Before(_item_parser(HTTP_SUBJECTS, "http"))]
+TcpCondition = Annotated[Condition, Before(_item_parser(TCP_SUBJECTS, "tcp"))]

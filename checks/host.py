@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, ClassVar, Literal
-
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from typing import Annotated, Any, ClassVar, Literal
 
 from agent.config import CheckConfigBase
-from agent.config.errors import keyed_error
+from agent.config.model import After, KeyedError, field
 from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeFloat, Percent, absolute, base_dir
 from agent.evidence import HostSampler
 from checks.base import Check, CheckContext, Outcome
@@ -31,29 +29,26 @@ def _warn_not_above(model: ConfigModel, pairs: tuple[tuple[str, str], ...]) -> N
     for warn, limit in pairs:
         low, high = getattr(model, warn), getattr(model, limit)
         if low is not None and high is not None and low > high:
-            raise keyed_error(warn, f"{low:g} is above {limit} {high:g} (a warning comes before the failure)")
+            raise KeyedError(warn, f"{low:g} is above {limit} {high:g} (a warning comes before the failure)")
+
+
+def _relative_to_config(value: str) -> str:
+    return str(absolute(value, base_dir()))
 
 
 class DiskLimit(ConfigModel):
     """Limits on the filesystem that holds ``path``."""
 
-    path: NonEmptyStr
+    path: Annotated[NonEmptyStr, After(_relative_to_config)]
     max_percent: Percent | None = None
     warn_percent: Percent | None = None
     max_inodes_percent: Percent | None = None
     warn_inodes_percent: Percent | None = None
 
-    @field_validator("path")
-    @classmethod
-    def _relative_to_config(cls, value: str, info: ValidationInfo) -> str:
-        return str(absolute(value, base_dir(info)))
-
-    @model_validator(mode="after")
-    def _sensible(self) -> DiskLimit:
+    def __post_init__(self) -> None:
         if all(getattr(self, key) is None for key in _DISK_LIMITS):
             raise ValueError(f"needs at least one of {', '.join(_DISK_LIMITS)}")
         _warn_not_above(self, (("warn_percent", "max_percent"), ("warn_inodes_percent", "max_inodes_percent")))
-        return self
 
 
 _DISK_LIMITS = ("max_percent", "warn_percent", "max_inodes_percent", "warn_inodes_percent")
@@ -77,15 +72,14 @@ class HostCheckConfig(CheckConfigBase):
     warn_memory_percent: Percent | None = None
     max_swap_percent: Percent | None = None
     warn_swap_percent: Percent | None = None
-    disk: list[DiskLimit] = Field(default_factory=list)
+    disk: list[DiskLimit] = field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _sensible(self) -> HostCheckConfig:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.disk and all(getattr(self, key) is None for pair in _HOST_PAIRS for key in pair):
             raise ValueError("needs at least one limit (max_cpu_percent, max_load1, max_memory_percent, "
                              "max_swap_percent, disk, or their warn_*)")
         _warn_not_above(self, _HOST_PAIRS)
-        return self
 
 
 class HostCheck(Check[HostCheckConfig]):

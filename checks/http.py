@@ -12,15 +12,14 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+import structlog
 
 from agent.config import CheckConfigBase, ConfigModel
-from agent.config.errors import KEYED_ERROR
+from agent.config.model import Before, KeyedError, field
 from agent.config.types import HttpHeaders, HttpUrl, PositiveDuration, Secret, one_credential, upper
 from agent.neterrors import describe_os_error
 from agent.redact import redact_url
@@ -37,6 +36,7 @@ from checks.conditions import (
     evaluate,
     failure_message,
 )
+from checks.http_lean import REDIRECTS, ConnectFailed, LeanRequest, lean_request
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
@@ -51,25 +51,29 @@ BODY_EVIDENCE_LIMIT = 4 * 1024
 MAX_REDIRECTS = 5
 """Redirects followed at most; one more fails the check."""
 
+LEAN = True
+"""Plain http:// checks take the lean client (checks/http_lean.py); False: every check takes aiohttp's."""
+
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+
+log = structlog.get_logger("lifeguard.checks.http")
+
+
+def _statuses(value: object) -> object:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("must list at least one status")
+    return [_status(item) for item in items]
 
 
 class Expect(ConfigModel):
     """What an HTTP response must look like to pass (default: any 2xx)."""
 
-    status: list[int | str] | None = None
+    status: Annotated[list[int | str] | None, Before(_statuses)] = None
     body_contains: str | None = None
     max_latency: PositiveDuration | None = None
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _statuses(cls, value: object) -> object:
-        if value is None:
-            return None
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            raise ValueError("must list at least one status")
-        return [_status(item) for item in items]
 
 
 _STATUS_CODE = re.compile(r"[0-9]{3}")
@@ -91,31 +95,24 @@ class HttpCheckConfig(CheckConfigBase):
 
     type: Literal["http"]
     url: HttpUrl
-    method: Annotated[
-        Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], BeforeValidator(upper)
-    ] = "GET"
-    headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
+    method: Annotated[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], Before(upper)] = "GET"
+    headers: Annotated[HttpHeaders, Secret] = field(default_factory=dict)
     verify_tls: bool = True
     ca_file: CaFile | None = None
     expect: Expect | None = None
-    conditions: list[HttpCondition] = []
+    conditions: list[HttpCondition] = field(default_factory=list)
 
-    @field_validator("headers")
-    @classmethod
-    def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        return one_credential(info.data.get("url"), value)
-
-    @field_validator("conditions")
-    @classmethod
-    def _certificate_needs_https(cls, value: list[Condition], info: ValidationInfo) -> list[Condition]:
-        url = info.data.get("url")
-        if isinstance(url, str) and not url.lower().startswith("https://"):
-            for i, condition in enumerate(value):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            one_credential(self.url, self.headers)
+        except KeyedError as exc:
+            raise KeyedError(("headers", *exc.at(())), exc.text) from None
+        if not self.url.lower().startswith("https://"):
+            for i, condition in enumerate(self.conditions):
                 if condition.subject.kind == "cert.days_left":
-                    # Reported at the item (``conditions[1]``): a keyed error's key may be an index.
-                    text = "cert.days_left needs an https:// url"
-                    raise PydanticCustomError(KEYED_ERROR, "{text}", {"key": i, "text": text})
-        return value
+                    # Reported at the item (``conditions[1]``).
+                    raise KeyedError(("conditions", i), "cert.days_left needs an https:// url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,21 +193,38 @@ class HttpCheck(Check[HttpCheckConfig]):
         rules = _rules(config)
         self._status_rules = [r for r in rules if r.condition.subject.kind == "status"]
         self._other_rules = [r for r in rules if r.condition.subject.kind != "status"]
+        # The common check (no expect, no conditions): a 2xx passes without building an Observed.
+        self._just_2xx = len(rules) == 1 and rules[0] is _ANY_2XX
         kinds = {r.condition.subject.kind for r in rules}
         self._wants_headers = "header" in kinds
         self._wants_cert = "cert.days_left" in kinds
         self._wants_baseline = any(isinstance(r.condition.value, Baseline) for r in rules)
+        # Plain http:// with nothing aiohttp must do: the lean client (checks/http_lean.py).
+        self._lean, why_not = lean_request(config.url, self._method, self._headers) if LEAN else (None, "off")
+        log.debug("http.client", check=config.name, client="lean" if self._lean else "aiohttp", why=why_not or None)
 
     @property
     def target(self) -> str:
         return self._target
 
+    @property
+    def lean(self) -> bool:
+        """Whether the next probe takes the lean path (plain http://, nothing aiohttp must do)."""
+        return self._lean is not None
+
     async def probe(self) -> Outcome:
+        t0 = time.monotonic()
+        if self._lean is not None:
+            return await self._probe_lean(self._lean, t0)
+        return await self._probe_aiohttp(t0)
+
+    async def _probe_aiohttp(self, t0: float) -> Outcome:
         import aiohttp
 
         if self._ca_file is not None and not isinstance(self._ssl, ssl.SSLContext):
+            building = time.monotonic()
             self._ssl = await asyncio.to_thread(client_context, True, self._ca_file)
-        t0 = time.monotonic()
+            t0 += time.monotonic() - building  # reading the CA file is not the target's latency
         try:
             if self._url is None:
                 from yarl import URL  # aiohttp's own; parsed once, not on every request
@@ -233,7 +247,7 @@ class HttpCheck(Check[HttpCheckConfig]):
         # Read before the body: once it is read, the connection may serve another request.
         cert_days_left = _peer_days_left(resp) if self._wants_cert else None
         try:
-            body, at_eof = await _read_capped(resp)
+            body, at_eof = await _read_capped(resp.content)
         except aiohttp.ClientError as exc:
             resp.close()
             return Outcome(False, f"HTTP {resp.status}: {_describe_client_error(exc)}")
@@ -246,26 +260,87 @@ class HttpCheck(Check[HttpCheckConfig]):
             else:
                 resp.close()  # drop the connection so the rest of the body is never downloaded
         latency = time.monotonic() - t0
+        return self._judge(resp.status, latency, body, at_eof, resp.headers, resp.url, cert_days_left)
 
-        status = resp.status
-        response = _response_details(resp, body, at_eof)
-        details = {"response": response}
+    async def _probe_lean(self, request: LeanRequest, t0: float) -> Outcome:
+        """The same request and judgement as ``_probe_aiohttp``, without ``ClientSession``."""
+        from aiohttp import ClientError
+        from aiohttp.http import HttpProcessingError
+
+        pool = self.context.lean_http
+        try:
+            message, payload, connection = await pool.send(request)
+        except ConnectFailed as exc:
+            return Outcome(False, str(exc))
+        except HttpProcessingError as exc:  # what ClientResponse.start turns into a ClientResponseError
+            return Outcome(False, _bad_response(exc.message))
+        except ClientError as exc:
+            return Outcome(False, _describe_client_error(exc))
+        status, headers = message.code, message.headers
+        if status in REDIRECTS and (headers.get("Location") or headers.get("URI")):
+            # Redirects are aiohttp's to follow: this check takes its path from now on.
+            connection.close()
+            self._lean = None
+            log.debug("http.client", check=self.name, client="aiohttp", why="redirected")
+            return await self._probe_aiohttp(t0)
+        try:
+            body, at_eof = await _read_capped(payload)
+        except ClientError as exc:
+            connection.close()
+            return Outcome(False, f"HTTP {status}: {_describe_client_error(exc)}")
+        except BaseException:  # timed out or cancelled mid-body: the connection is not reused
+            connection.close()
+            raise
+        if at_eof:
+            pool.put(request.key, connection)
+        else:
+            connection.close()  # the rest of the body is never downloaded
+        latency = time.monotonic() - t0
+        return self._judge(status, latency, body, at_eof, headers, request.url, None)
+
+    def _judge(
+        self,
+        status: int,
+        latency: float,
+        body: bytes,
+        at_eof: bool,
+        headers: Mapping[str, str],
+        url: object,
+        cert_days_left: float | None,
+    ) -> Outcome:
+        """The outcome of a response; only a failing one carries it (``details["response"]``, for
+        the evidence): nothing reads a passing one's, and at 1,000 checks a second it adds up."""
+        if self._just_2xx and 200 <= status <= 299:
+            return Outcome(True, _http_status(status))
         observed = Observed(
             status=status,
             latency=latency,
             body=body,
-            headers={k.lower(): v for k, v in response["headers"].items()} if self._wants_headers else None,
+            headers={k.lower(): v for k, v in _joined(headers).items()} if self._wants_headers else None,
             cert_days_left=cert_days_left,
             baseline=self.context.baseline(self.name) if self._wants_baseline else None,
         )
         status_problems = _failures(self._status_rules, observed)
         if status_problems is not None:  # a wrong status says it all: the rest is not judged
             shown = [text for text in status_problems if text]
-            return Outcome(False, f"HTTP {status}: {'; '.join(shown)}" if shown else f"HTTP {status}", details)
+            message = f"HTTP {status}: {'; '.join(shown)}" if shown else _http_status(status)
+            return Outcome(False, message, {"response": _response_details(url, status, headers, body, at_eof)})
         problems = _failures(self._other_rules, observed)
         if problems:
+            details = {"response": _response_details(url, status, headers, body, at_eof)}
             return Outcome(False, f"HTTP {status}: {'; '.join(problems)}", details)
-        return Outcome(True, f"HTTP {status}", details)
+        return Outcome(True, _http_status(status))
+
+
+_STATUS_TEXTS: dict[int, str] = {}
+
+
+def _http_status(status: int) -> str:
+    """``"HTTP 200"``, the same string object every time: the engine keeps a repeated message once."""
+    text = _STATUS_TEXTS.get(status)
+    if text is None:
+        text = _STATUS_TEXTS[status] = f"HTTP {status}"
+    return text
 
 
 def _failures(rules: list[_Rule], observed: Observed) -> list[str] | None:
@@ -300,9 +375,8 @@ def _peer_days_left(resp: aiohttp.ClientResponse) -> float | None:
         return None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+async def _read_capped(content: aiohttp.StreamReader) -> tuple[bytes, bool]:
     """Read at most ``BODY_READ_LIMIT`` bytes; say whether that was the whole body."""
-    content = resp.content
     chunks: list[bytes] = []
     size = 0
     while size < BODY_READ_LIMIT:
@@ -314,15 +388,21 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     return b"".join(chunks), content.at_eof()
 
 
-def _response_details(resp: aiohttp.ClientResponse, body: bytes, at_eof: bool) -> dict[str, Any]:
-    headers: dict[str, str] = {}
-    for key, value in resp.headers.items():
-        # Repeated headers (Set-Cookie, Via) are joined rather than silently dropped.
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+def _joined(headers: Mapping[str, str]) -> dict[str, str]:
+    """Repeated headers (Set-Cookie, Via) joined rather than silently dropped."""
+    joined: dict[str, str] = {}
+    for key, value in headers.items():
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
+
+
+def _response_details(
+    url: object, status: int, headers: Mapping[str, str], body: bytes, at_eof: bool
+) -> dict[str, Any]:
     return {
-        "url": str(resp.url),
-        "status": resp.status,
-        "headers": headers,
+        "url": str(url),
+        "status": status,
+        "headers": _joined(headers),
         "body": body[:BODY_EVIDENCE_LIMIT].decode("utf-8", "replace"),
         "body_truncated": len(body) > BODY_EVIDENCE_LIMIT or not at_eof,
     }
@@ -352,10 +432,15 @@ def _describe_client_error(exc: Exception) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"bad response body: {exc}"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return f"bad response: {exc.message}"
+        return _bad_response(exc.message)
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid URL: {exc}"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _bad_response(message: str) -> str:
+    """A response aiohttp's parser refused (a malformed status line, headers too long...)."""
+    return f"bad response: {message}"
 
 
 def _is_dns_error(exc: Exception) -> bool:

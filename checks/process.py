@@ -22,12 +22,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-
-from pydantic import ValidationInfo, field_validator, model_validator
+from typing import Annotated, Any, ClassVar, Literal
 
 from agent.config import CheckConfigBase
-from agent.config.errors import keyed_error
+from agent.config.model import After, KeyedError
 from agent.config.types import ConfigModel, NonEmptyStr, NonNegativeCount, NonNegativeFloat, Size, absolute, base_dir
 from agent.sizes import format_size
 from checks.base import Check, CheckContext, Outcome
@@ -41,36 +39,32 @@ SHOWN_PROCESSES = 20
 _MATCH_KEYS = ("name", "cmdline", "pidfile")
 
 
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _relative_to_config(value: Path | None) -> Path | None:
+    return None if value is None else absolute(value, base_dir())
+
+
 class ProcessMatch(ConfigModel):
     """Which processes the check counts: exactly one of the three keys."""
 
     name: NonEmptyStr | None = None
-    cmdline: NonEmptyStr | None = None
-    pidfile: Path | None = None
+    cmdline: Annotated[NonEmptyStr | None, After(_regex)] = None
+    pidfile: Annotated[Path | None, After(_relative_to_config)] = None
 
-    @field_validator("cmdline")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
-
-    @field_validator("pidfile")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else absolute(value, base_dir(info))
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ProcessMatch:
+    def __post_init__(self) -> None:
         given = [key for key in _MATCH_KEYS if getattr(self, key) is not None]
         if len(given) > 1:
-            raise keyed_error(given[1], f"one of name, cmdline, pidfile only (also {given[0]})")
+            raise KeyedError(given[1], f"one of name, cmdline, pidfile only (also {given[0]})")
         if not given:
             raise ValueError("needs one of name, cmdline or pidfile")
-        return self
 
     def describe(self) -> str:
         if self.name is not None:
@@ -92,22 +86,14 @@ class ProcessCheckConfig(CheckConfigBase):
     max_rss: Size | None = None
     warn_rss: Size | None = None
 
-    @field_validator("max_count")
-    @classmethod
-    def _not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
-        low = info.data.get("min_count")
-        if value is not None and low is not None and value < low:
-            raise ValueError(f"{value} is below min_count {low}")
-        return value
-
-    @field_validator("warn_cpu_percent", "warn_rss")
-    @classmethod
-    def _warn_below_max(cls, value: float | None, info: ValidationInfo) -> float | None:
-        limit_key = "max_cpu_percent" if info.field_name == "warn_cpu_percent" else "max_rss"
-        limit = info.data.get(limit_key)
-        if value is not None and limit is not None and value > limit:
-            raise ValueError(f"is above {limit_key} (a warning comes before the failure)")
-        return value
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_count is not None and self.max_count < self.min_count:
+            raise KeyedError("max_count", f"{self.max_count} is below min_count {self.min_count}")
+        for warn, limit_key in (("warn_cpu_percent", "max_cpu_percent"), ("warn_rss", "max_rss")):
+            value, limit = getattr(self, warn), getattr(self, limit_key)
+            if value is not None and limit is not None and value > limit:
+                raise KeyedError(warn, f"is above {limit_key} (a warning comes before the failure)")
 
 
 @dataclass(frozen=True, slots=True)

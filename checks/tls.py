@@ -15,9 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BeforeValidator
-
 from agent.config import CheckConfigBase
+from agent.config.model import After, Before
 from agent.config.types import NonEmptyStr, Port
 from checks.base import Check, CheckContext, Outcome
 from checks.certs import CaFile, CertificateDates, client_context, days_left, read_dates
@@ -50,7 +49,7 @@ class TlsCheckConfig(CheckConfigBase):
     port: Port = 443
     server_name: NonEmptyStr | None = None  # the name asked for (SNI) and verified; default: host
     ca_file: CaFile | None = None
-    min_days_left: Annotated[float, BeforeValidator(_no_bool), AfterValidator(_days)] = 14
+    min_days_left: Annotated[float, Before(_no_bool), After(_days)] = 14.0
     verify: bool = True
 
 

@@ -1,4 +1,5 @@
-"""The http check against real aiohttp servers on 127.0.0.1."""
+"""The http check against real aiohttp servers on 127.0.0.1, over both of its clients: the lean one
+(plain http:// URLs, checks/http_lean.py) and aiohttp's ``ClientSession`` (every test runs twice)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+import checks.http
 from checks.base import CheckContext
 from checks.http import BODY_READ_LIMIT, HttpCheck, _describe_client_error
 
@@ -37,6 +39,13 @@ def http_config(url: str, **overrides: Any) -> SimpleNamespace:
 def expect(status: list[int | str] | None = None, body_contains: str | None = None,
            max_latency: float | None = None) -> SimpleNamespace:
     return SimpleNamespace(status=status, body_contains=body_contains, max_latency=max_latency)
+
+
+@pytest.fixture(autouse=True, params=["lean", "aiohttp"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which client plain http:// checks take in this run of the test (https:// always takes aiohttp)."""
+    monkeypatch.setattr(checks.http, "LEAN", request.param == "lean")
+    return str(request.param)
 
 
 @pytest.fixture
@@ -66,19 +75,33 @@ def text(body: str = "ok", status: int = 200, **kwargs: Any) -> Handler:
     return handler
 
 
-async def test_200_passes(serve, ctx) -> None:
+async def test_200_passes(serve, ctx, client) -> None:
     server = await serve(("GET", "/health", text("all good")))
+    url = str(server.make_url("/health"))
+    check = HttpCheck(http_config(url), ctx)
+
+    result = await check.run()
+
+    assert check.lean is (client == "lean")
+    assert result.ok
+    assert result.message == "HTTP 200"
+    assert result.details == {}  # a passing result does not carry its response: nothing reads it
+
+
+async def test_a_failing_result_carries_the_response(serve, ctx) -> None:
+    server = await serve(("GET", "/health", text("all bad", status=503)))
     url = str(server.make_url("/health"))
 
     result = await HttpCheck(http_config(url), ctx).run()
 
-    assert result.ok
-    assert result.message == "HTTP 200"
+    assert not result.ok
+    assert result.message == "HTTP 503"
     response = result.details["response"]
     assert response["url"] == url
-    assert response["status"] == 200
-    assert response["body"] == "all good"
+    assert response["status"] == 503
+    assert response["body"] == "all bad"
     assert response["body_truncated"] is False
+    assert response["headers"]["Content-Type"] == "text/plain; charset=utf-8"
 
 
 async def test_target_is_the_url(ctx) -> None:
@@ -102,7 +125,7 @@ async def test_500_fails_and_captures_the_response(serve, ctx) -> None:
 
 async def test_repeated_response_headers_are_all_kept(serve, ctx) -> None:
     async def handler(request: web.Request) -> web.Response:
-        resp = web.Response(text="ok")
+        resp = web.Response(text="down", status=503)
         resp.headers.add("Via", "proxy-a")
         resp.headers.add("Via", "proxy-b")
         return resp
@@ -143,9 +166,9 @@ async def test_expected_status_codes_and_classes(serve, ctx, status, expected, o
 def test_a_malformed_status_expectation_is_refused_by_its_config() -> None:
     from checks.http import Expect
 
-    with pytest.raises(ValueError, match="'2x'"):  # pydantic's ValidationError is a ValueError
-        Expect(status=["2x"])
-    assert Expect(status=["200", "2XX", 404]).status == [200, "2xx", 404]
+    with pytest.raises(ValueError, match="'2x'"):  # the config's Invalid is a ValueError
+        Expect.model_validate({"status": ["2x"]})
+    assert Expect.model_validate({"status": ["200", "2XX", 404]}).status == [200, "2xx", 404]
 
 
 async def test_body_contains_passes_when_found(serve, ctx) -> None:
@@ -229,17 +252,28 @@ async def test_every_failing_expectation_is_named(serve, ctx) -> None:
 async def redirect_chain(request: web.Request) -> web.Response:
     hops = int(request.match_info["n"])
     if hops == 0:
-        return web.Response(text="arrived")
-    raise web.HTTPFound(f"/hop/{hops - 1}")
+        return web.Response(text="arrived", status=int(request.query.get("status", "200")))
+    raise web.HTTPFound(f"/hop/{hops - 1}?{request.query_string}")
 
 
 async def test_redirects_are_followed(serve, ctx) -> None:
     server = await serve(("GET", "/hop/{n}", redirect_chain))
+    check = HttpCheck(http_config(str(server.make_url("/hop/2"))), ctx)
 
-    result = await HttpCheck(http_config(str(server.make_url("/hop/2"))), ctx).run()
+    passing = await check.run()
 
-    assert result.ok
-    assert result.details["response"]["url"] == str(server.make_url("/hop/0"))
+    assert passing.ok
+    assert passing.message == "HTTP 200"
+    assert not check.lean  # redirects are aiohttp's to follow: the check takes its path from the first one on
+
+
+async def test_a_redirect_that_ends_failing_shows_the_last_response(serve, ctx) -> None:
+    server = await serve(("GET", "/hop/{n}", redirect_chain))
+
+    result = await HttpCheck(http_config(str(server.make_url("/hop/2?status=503"))), ctx).run()
+
+    assert result.message == "HTTP 503"
+    assert result.details["response"]["url"] == str(server.make_url("/hop/0?status=503"))
     assert result.details["response"]["body"] == "arrived"
 
 
@@ -287,7 +321,7 @@ async def test_a_huge_body_is_not_downloaded(serve, ctx) -> None:
 
     async def huge(request: web.Request) -> web.StreamResponse:
         nonlocal sent
-        resp = web.StreamResponse()
+        resp = web.StreamResponse(status=500)
         resp.content_length = total
         await resp.prepare(request)
         try:
@@ -304,8 +338,7 @@ async def test_a_huge_body_is_not_downloaded(serve, ctx) -> None:
 
     result = await HttpCheck(http_config(str(server.make_url("/"))), ctx).run()
 
-    assert result.ok
-    assert result.message == "HTTP 200"
+    assert result.message == "HTTP 500"
     assert result.details["response"]["body_truncated"] is True
     assert len(result.details["response"]["body"]) == 4096
     await asyncio.wait_for(finished.wait(), timeout=5)
@@ -420,10 +453,11 @@ async def test_verify_tls_false_accepts_an_untrusted_certificate(tls_server: Tes
     url = str(tls_server.make_url("/"))
     assert url.startswith("https://")
 
-    result = await HttpCheck(http_config(url, verify_tls=False), ctx).run()
+    check = HttpCheck(http_config(url, verify_tls=False, expect=expect(body_contains="secure")), ctx)
+    result = await check.run()
 
-    assert result.ok
-    assert result.details["response"]["body"] == "secure"
+    assert not check.lean
+    assert result.ok, result.message
 
 
 def test_a_dns_failure_reads_cannot_resolve_host() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from actions.healers import HEALERS, Healer, HealOutcome
-from agent.dependencies import DOCKER_CHECK, dependency_errors
+from agent.config.depends import dependency_errors
+from agent.dependencies import DOCKER_CHECK
 from agent.dockerclient import DockerEngine
 from agent.engine import Engine
 from agent.evidence import EvidenceCollector
@@ -80,8 +81,8 @@ def switch(monkeypatch: pytest.MonkeyPatch) -> type[Switch]:
 
 
 def tcp(name: str, **extra: Any) -> TcpCheckConfig:
-    return TcpCheckConfig(name=name, type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
-                          notify=["ops"], **extra)
+    return TcpCheckConfig.model_validate(dict(name=name, type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                          notify=["ops"], **extra))
 
 
 def make_engine(store: Store, tmp_path: Path, now: dict[str, float], configs: list[Any],
@@ -230,8 +231,8 @@ async def test_dependants_failing_together_make_one_impact_event(running_store: 
 
 # -- the Docker engine's own incident -----------------------------------------------------------
 def container(name: str, target: str) -> ContainerCheckConfig:
-    return ContainerCheckConfig(name=name, type="container", container=target, open_after="0s", resolve_after=1,
-                                notify=["ops"], timeout="2s", interval="1h")
+    return ContainerCheckConfig.model_validate(dict(name=name, type="container", container=target, open_after="0s", resolve_after=1,
+                                notify=["ops"], timeout="2s", interval="1h"))
 
 
 async def test_docker_unreachable_opens_one_incident_that_holds_back_every_container_check(

@@ -90,8 +90,8 @@ class Agent:
 
 
 def container_check(name: str, container: str) -> ContainerCheckConfig:
-    return ContainerCheckConfig(name=name, type="container", container=container, interval="1h", timeout="5s",
-                                open_after="0s", resolve_after=1, notify=[])
+    return ContainerCheckConfig.model_validate(dict(name=name, type="container", container=container, interval="1h", timeout="5s",
+                                open_after="0s", resolve_after=1, notify=[]))
 
 
 @contextlib.asynccontextmanager

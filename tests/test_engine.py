@@ -22,8 +22,8 @@ def store(running_store: Store) -> Store:
 
 
 def engine_for(store: Store, tmp_path: Path, clock, **check) -> Engine:
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
-                         notify=["ops"], **check)
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops"], **check))
     return Engine(store, [build_check(cfg, CheckContext())], heal_enabled=True,
                   evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=clock)
 
@@ -160,9 +160,9 @@ def switch(monkeypatch: pytest.MonkeyPatch) -> type[SwitchHealer]:
 
 
 def healing_engine(store: Store, tmp_path: Path, clock, **heal) -> Engine:
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
                          notify=["ops"], heal={"flip_switch": "main", "max_restarts": 2, "within": "15m",
-                                               "cooldown": "10s", **heal})
+                                               "cooldown": "10s", **heal}))
     return Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(),
                   evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=clock)
 
@@ -232,8 +232,8 @@ async def test_the_budget_survives_a_restart_of_the_engine(store, tmp_path, swit
 
 async def test_heal_off_is_a_dry_run_that_spends_nothing(store, tmp_path, switch) -> None:
     now = {"t": 1000.0}
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
-                         notify=["ops"], heal={"flip_switch": "main"})
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                         notify=["ops"], heal={"flip_switch": "main"}))
     engine = Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(), heal_enabled=False,
                     evidence=EvidenceCollector(None, tmp_path), clock=lambda: now["t"])
     await engine.restore()
@@ -321,8 +321,8 @@ async def test_comments_internal_ones_go_only_to_internal_notifiers(store, tmp_p
     from agent.routing import NotifierFilter
 
     now = {"t": 1000.0}
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
-                         notify=["ops", "team"])
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops", "team"]))
     engine = Engine(store, [build_check(cfg, CheckContext())], evidence=EvidenceCollector(None, tmp_path),
                     notify_all=["ops", "team"], clock=lambda: now["t"],
                     notifier_filters={"team": NotifierFilter.of(None, None, internal=True)})

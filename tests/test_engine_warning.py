@@ -27,8 +27,8 @@ def store(running_store: Store) -> Store:
 
 
 def engine_for(store: Store, tmp_path: Path, clock: Any, secrets: tuple[str, ...] = (), **check: Any) -> Engine:
-    cfg = TcpCheckConfig(name="queue", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
-                         notify=["ops"], **check)
+    cfg = TcpCheckConfig.model_validate(dict(name="queue", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops"], **check))
     return Engine(store, [build_check(cfg, CheckContext())], heal_enabled=True, secrets=secrets,
                   evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=clock)
 

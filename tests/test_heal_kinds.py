@@ -332,10 +332,10 @@ async def test_stopping_a_missing_container_or_without_docker_fails_saying_why(d
 
 
 def run_engine(store: Store, tmp_path: Path, clock, argv: list[str], **heal) -> Engine:
-    cfg = TcpCheckConfig(
+    cfg = TcpCheckConfig.model_validate(dict(
         name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1, notify=["ops"],
         heal={"run": argv, "max_restarts": 2, "within": "15m", "cooldown": "10s", "timeout": "10s", **heal},
-    )  # fmt: skip
+    ))  # fmt: skip
     return Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(), secrets=["s3cr3t-Value-42"],
                   evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=clock)  # fmt: skip
 

@@ -84,7 +84,7 @@ async def test_an_http_check_shows_its_url_redacted_but_probes_with_the_real_one
     context = CheckContext()
     try:
         url = secret_url(server.port)
-        check = build_check(HttpCheckConfig(name="web", type="http", url=url), context)
+        check = build_check(HttpCheckConfig.model_validate(dict(name="web", type="http", url=url)), context)
         assert check.target == f"http://{REDACTED}@127.0.0.1:{server.port}/x?token={REDACTED}&page=2"
         result = await check.run()
     finally:
@@ -95,7 +95,7 @@ async def test_an_http_check_shows_its_url_redacted_but_probes_with_the_real_one
 
 
 async def test_an_incident_stores_and_shows_the_redacted_target(running_store: Store) -> None:
-    cfg = HttpCheckConfig(name="web", type="http", url=secret_url(9), open_after="0s", notify=["ops"])
+    cfg = HttpCheckConfig.model_validate(dict(name="web", type="http", url=secret_url(9), open_after="0s", notify=["ops"]))
     engine = Engine(running_store, [build_check(cfg, CheckContext())], notify_all=["ops"], clock=lambda: 1000.0)
     await engine.restore()
     await engine.on_result(CheckResult("web", False, 1000.0, 0.001, "connection refused"))
@@ -168,7 +168,7 @@ def test_a_long_probe_output_is_masked_before_it_is_cut() -> None:
 
 async def test_the_engine_masks_configured_secrets_in_every_check_message(running_store: Store) -> None:
     secret = "CfgSecret-5d1e"
-    cfg = HttpCheckConfig(name="web", type="http", url="http://127.0.0.1:9/", open_after="0s", notify=["ops"])
+    cfg = HttpCheckConfig.model_validate(dict(name="web", type="http", url="http://127.0.0.1:9/", open_after="0s", notify=["ops"]))
     now = {"t": 1000.0}
     engine = Engine(running_store, [build_check(cfg, CheckContext())], notify_all=["ops"],
                     secrets=[secret], clock=lambda: now["t"])
@@ -239,9 +239,9 @@ async def test_a_webhook_receivers_echo_of_the_url_token_is_masked_in_the_delive
     await server.start()
     try:
         async with aiohttp.ClientSession() as session:
-            config = WebhookNotifierConfig(
+            config = WebhookNotifierConfig.model_validate(dict(
                 name="ops", type="webhook", url=f"http://127.0.0.1:{server.port}/hook?token={token}", timeout="2s"
-            )
+            ))
             delivery = await WebhookNotifier(config, lambda: session).send("evt_1", b"{}")
     finally:
         await server.stop()

@@ -72,8 +72,8 @@ def test_a_match_needs_every_field_given() -> None:
 def engine_for(store: Store, tmp_path: Path, now: dict[str, float], windows: list[Window] = (),  # type: ignore[assignment]
                heal: bool = False) -> Engine:
     extra = {"heal": {"flip_switch": "main", "max_restarts": 2, "within": "15m", "cooldown": "10s"}} if heal else {}
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
-                         notify=["ops"], tags=["prod"], **extra)
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                         notify=["ops"], tags=["prod"], **extra))
     return Engine(store, [build_check(cfg, CheckContext())], clients=CheckContext(),
                   evidence=EvidenceCollector(None, tmp_path), notify_all=["ops"], clock=lambda: now["t"],
                   maintenance=windows)

@@ -69,7 +69,7 @@ def notification(check: str = "api") -> Notification:
 
 
 def apprise_notifier(*urls: str, timeout: str = "5s") -> AppriseNotifier:
-    cfg = AppriseNotifierConfig(name="push", type="apprise", urls=list(urls), timeout=timeout)
+    cfg = AppriseNotifierConfig.model_validate({"name": "push", "type": "apprise", "urls": list(urls), "timeout": timeout})
     notifier = build_notifier(cfg, lambda: None)  # type: ignore[arg-type, return-value]
     assert isinstance(notifier, AppriseNotifier)
     return notifier

@@ -82,7 +82,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 def webhook_config(url: str, **overrides: Any) -> WebhookNotifierConfig:
     fields: dict[str, Any] = {"name": "hooks", "type": "webhook", "url": url, "secret": SECRET, "timeout": "2s"}
-    return WebhookNotifierConfig(**(fields | overrides))
+    return WebhookNotifierConfig.model_validate(fields | overrides)
 
 
 def webhook(

@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from actions.notifiers import NOTIFIER_TYPES, build_notifier
@@ -34,6 +33,7 @@ from actions.notifiers.alertmanager import (
 )
 from actions.notifiers.base import Delivery, Notifier
 from actions.notifiers.file import FileNotifierConfig
+from agent.config.model import Invalid
 from agent.events import Event, Notification, OpenIncident
 from agent.outbox import DeliveryPolicy, Outbox
 from agent.store import Change, Store
@@ -81,7 +81,8 @@ def make_notification(
 
 
 def config(urls: list[str] | str, **extra: Any) -> AlertmanagerNotifierConfig:
-    return AlertmanagerNotifierConfig(name="fleet", type="alertmanager", urls=urls, **{"timeout": "1s", **extra})
+    return AlertmanagerNotifierConfig.model_validate({"name": "fleet", "type": "alertmanager", "urls": urls,
+                                                      "timeout": "1s", **extra})
 
 
 @pytest.fixture
@@ -182,8 +183,8 @@ def test_config_takes_one_url_or_several() -> None:
     ],
 )
 def test_config_refusals_name_the_problem(extra: dict[str, Any], says: str) -> None:
-    with pytest.raises(ValidationError, match=says):
-        AlertmanagerNotifierConfig(name="fleet", type="alertmanager", **extra)
+    with pytest.raises(Invalid, match=says):
+        AlertmanagerNotifierConfig.model_validate({"name": "fleet", "type": "alertmanager", **extra})
 
 
 def test_the_endpoint_is_the_alerts_api_under_the_base_url() -> None:

@@ -33,7 +33,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def discord(service: Service, session: aiohttp.ClientSession) -> DiscordNotifier:
-    config = DiscordNotifierConfig(name="chat", type="discord", url=service.url(PATH), timeout="2s")
+    config = DiscordNotifierConfig.model_validate({"name": "chat", "type": "discord", "url": service.url(PATH), "timeout": "2s"})
     return DiscordNotifier(config, lambda: session)
 
 

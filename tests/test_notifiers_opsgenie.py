@@ -10,6 +10,7 @@ import pytest
 
 from actions.notifiers import build_notifier
 from actions.notifiers.opsgenie import OpsgenieNotifier, OpsgenieNotifierConfig, render_call
+from agent.config.model import Invalid
 from tests.fake_opsgenie import API_KEY, OpsgenieFake
 from tests.fixtures_paging import EVIDENCE_URL, INCIDENT_ID, KINDS, notification, opsgenie, session
 from tests.test_payload import check_golden
@@ -24,7 +25,7 @@ UNPROCESSABLE = {"message": "Request body is not processable. Please check the e
 
 def opsgenie_notifier(session: aiohttp.ClientSession, url: str, **overrides: Any) -> OpsgenieNotifier:
     fields: dict[str, Any] = {"name": "genie", "type": "opsgenie", "api_key": API_KEY, "url": url, "timeout": "2s"}
-    notifier = build_notifier(OpsgenieNotifierConfig(**(fields | overrides)), lambda: session)
+    notifier = build_notifier(OpsgenieNotifierConfig.model_validate(fields | overrides), lambda: session)
     assert isinstance(notifier, OpsgenieNotifier)
     return notifier
 
@@ -168,12 +169,10 @@ async def test_server_errors_are_retried(opsgenie: OpsgenieFake, session: aiohtt
 
 
 def test_responders_are_validated_with_their_path() -> None:
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError) as raised:
-        OpsgenieNotifierConfig(name="g", type="opsgenie", api_key="k",
-                               responders=[{"type": "team"}, {"type": "team", "username": "a@b"}])
-    messages = {(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in raised.value.errors()}
+    with pytest.raises(Invalid) as raised:
+        OpsgenieNotifierConfig.model_validate({"name": "g", "type": "opsgenie", "api_key": "k",
+                                               "responders": [{"type": "team"}, {"type": "team", "username": "a@b"}]})
+    messages = {(".".join(map(str, loc)), text) for loc, text in raised.value.errors}
     assert messages == {
         ("responders.0", "give exactly one of 'id', 'name' or 'username'"),
         ("responders.1", "'username' is for a responder of type 'user'; use 'name' or 'id'"),

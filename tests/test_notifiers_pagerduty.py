@@ -22,7 +22,7 @@ INJECTION = "<b>bold</b> *star* `tick` @channel </code> _under_ [link](http://x)
 def pagerduty_notifier(session: aiohttp.ClientSession, url: str, **overrides: Any) -> PagerDutyNotifier:
     fields: dict[str, Any] = {"name": "pager", "type": "pagerduty", "routing_key": ROUTING_KEY, "url": url,
                               "timeout": "2s"}
-    config = PagerDutyNotifierConfig(**(fields | overrides))
+    config = PagerDutyNotifierConfig.model_validate(fields | overrides)
     notifier = build_notifier(config, lambda: session)
     assert isinstance(notifier, PagerDutyNotifier)
     return notifier

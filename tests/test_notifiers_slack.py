@@ -33,7 +33,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def slack(service: Service, session: aiohttp.ClientSession) -> SlackNotifier:
-    config = SlackNotifierConfig(name="chat", type="slack", url=service.url(PATH), timeout="2s")
+    config = SlackNotifierConfig.model_validate({"name": "chat", "type": "slack", "url": service.url(PATH), "timeout": "2s"})
     return SlackNotifier(config, lambda: session)
 
 

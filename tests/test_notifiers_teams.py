@@ -35,7 +35,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def teams(service: Service, session: aiohttp.ClientSession) -> TeamsNotifier:
-    config = TeamsNotifierConfig(name="chat", type="teams", url=service.url(f"{PATH}?{QUERY}"), timeout="2s")
+    config = TeamsNotifierConfig.model_validate({"name": "chat", "type": "teams", "url": service.url(f"{PATH}?{QUERY}"),
+                                           "timeout": "2s"})
     return TeamsNotifier(config, lambda: session)
 
 

@@ -58,7 +58,7 @@ async def session() -> aiohttp.ClientSession:
 
 
 def notifier(name: str, url: str, session: aiohttp.ClientSession, **extra):
-    cfg = WebhookNotifierConfig(name=name, type="webhook", url=url, secret=SECRET, **{"timeout": "1s", **extra})
+    cfg = WebhookNotifierConfig.model_validate(dict(name=name, type="webhook", url=url, secret=SECRET, **{"timeout": "1s", **extra}))
     return build_notifier(cfg, lambda: session)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import pytest
-from pydantic import Field
 
 import checks
 from agent.config import CheckConfigBase, Config, load_config
@@ -47,7 +46,7 @@ def test_secret_values_leave_out_what_is_not_set(tmp_path: Path) -> None:
 class VaultCheckConfig(CheckConfigBase):
     type: Literal["vault"]
     role_id: str
-    secret_id: Annotated[str, Secret] = Field(repr=False)
+    secret_id: Annotated[str, Secret]
 
 
 class VaultCheck(Check[VaultCheckConfig]):

@@ -87,8 +87,8 @@ def store(running_store: Store) -> Store:
 
 
 def engine_for(store: Store, tmp_path: Path, clock, policies: PoliciesConfig | None = None) -> Engine:
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
-                         notify=["ops"], severity="critical")
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops"], severity="critical"))
     return Engine(store, [build_check(cfg, CheckContext())], evidence=EvidenceCollector(None, tmp_path),
                   notify_all=["ops", "secondary"], clock=clock, policies=policies,
                   notifier_filters={"ops": NotifierFilter(), "secondary": NotifierFilter()})

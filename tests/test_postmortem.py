@@ -38,8 +38,8 @@ def store(running_store: Store) -> Store:
 
 
 def engine_with(store: Store, tmp_path: Path, now: dict[str, float], severity: str = "critical", **kw: Any) -> Engine:
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
-                         notify=["ops"], severity=severity, tags=["payments"])
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=2,
+                         notify=["ops"], severity=severity, tags=["payments"]))
     return Engine(store, [build_check(cfg, CheckContext())], evidence=EvidenceCollector(None, tmp_path),
                   notify_all=["ops"], clock=lambda: now["t"], **kw)
 

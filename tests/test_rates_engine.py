@@ -67,7 +67,7 @@ class Run:
         self.now = 10_000.0
         self.context = CheckContext()
         given = {"open_after": "0s", "resolve_after": 2, "notify": ["ops"]} | check
-        cfg = HttpCheckConfig(name="api", type="http", url=target.url, **given)
+        cfg = HttpCheckConfig.model_validate(dict(name="api", type="http", url=target.url, **given))
         self.check = build_check(cfg, self.context)
         self.engine = Engine(store, [self.check], clients=self.context, evidence=EvidenceCollector(None, tmp_path),
                              notify_all=["ops"], clock=lambda: self.now)
@@ -208,9 +208,9 @@ async def test_a_reload_keeps_the_windows_and_old_baseline_minutes_are_pruned(
     await run.engine.restore()
     await run.step(4)  # 1 failing of 4
     assert await run.incidents() == []
-    changed = HttpCheckConfig(name="api", type="http", url=scripted.url, open_after="0s", resolve_after=2,
+    changed = HttpCheckConfig.model_validate(dict(name="api", type="http", url=scripted.url, open_after="0s", resolve_after=2,
                               notify=["ops"], open_when="error_rate > 20% over 1m",
-                              baseline={"window": "1h", "min_samples": 3})
+                              baseline={"window": "1h", "min_samples": 3}))
     await run.engine.replace_check(build_check(changed, run.context))
     run.check = run.engine.tracked["api"].check
     assert run.context.baseline("api") is not None  # the minutes stay

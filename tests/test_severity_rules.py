@@ -99,8 +99,8 @@ def test_a_bad_rule_is_a_config_error_with_its_path_and_column(tmp_path) -> None
 
 
 def engine_for(store: Store, tmp_path: Path, clock, rules, **kw) -> Engine:
-    cfg = TcpCheckConfig(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
-                         notify=["ops", "pager"], severity="medium", severity_rules=rules)
+    cfg = TcpCheckConfig.model_validate(dict(name="db", type="tcp", host="127.0.0.1", port=9, open_after="0s", resolve_after=1,
+                         notify=["ops", "pager"], severity="medium", severity_rules=rules))
     return Engine(store, [build_check(cfg, CheckContext())], evidence=EvidenceCollector(None, tmp_path),
                   notify_all=["ops", "pager"], clock=clock, **kw)
 

@@ -8,18 +8,38 @@ is the one ``heal: {}`` means.
 
 from __future__ import annotations
 
-from actions.healers.base import OUTPUT_LIMIT, HealClients, Healer, HealOutcome, kept_output
-from actions.healers.docker_restart import DockerRestartHealer
-from actions.healers.restart_service import RestartServiceHealer
-from actions.healers.run import RunHealer
-from actions.healers.stop_container import StopContainerHealer
+import importlib
+from typing import TYPE_CHECKING, Any
 
-HEALERS: dict[str, type[Healer]] = {
-    DockerRestartHealer.kind: DockerRestartHealer,
-    StopContainerHealer.kind: StopContainerHealer,
-    RestartServiceHealer.kind: RestartServiceHealer,
-    RunHealer.kind: RunHealer,
+from actions.healers.base import OUTPUT_LIMIT, HealClients, Healer, HealOutcome, kept_output
+from agent.registry import LazyRegistry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from actions.healers.docker_restart import DockerRestartHealer
+    from actions.healers.restart_service import RestartServiceHealer
+    from actions.healers.run import RunHealer
+    from actions.healers.stop_container import StopContainerHealer
+
+# Each kind's module is imported when a config uses it (an agent that heals nothing loads none).
+HEALERS: LazyRegistry[type[Healer]] = LazyRegistry({
+    "restart_container": "actions.healers.docker_restart:DockerRestartHealer",
+    "stop_container": "actions.healers.stop_container:StopContainerHealer",
+    "restart_service": "actions.healers.restart_service:RestartServiceHealer",
+    "run": "actions.healers.run:RunHealer",
+})
+
+_CLASSES = {
+    "DockerRestartHealer": "actions.healers.docker_restart",
+    "StopContainerHealer": "actions.healers.stop_container",
+    "RestartServiceHealer": "actions.healers.restart_service",
+    "RunHealer": "actions.healers.run",
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_healer(kind: str, target: str, clients: HealClients, *, timeout: float | None = None) -> Healer:

@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import BeforeValidator, Field, field_validator
 
-from actions.notifiers.base import Delivery, HttpSessionFactory
+from actions.notifiers.base import Delivery, HttpSessionFactory, repr_without
 from actions.notifiers.http import (
     DETAIL_CHARS,
     READ_LIMIT,
@@ -45,7 +44,7 @@ from actions.notifiers.http import (
 )
 from actions.notifiers.message import build_message
 from agent.config import NotifierConfigBase
-from agent.config.types import HttpUrl, PositiveDuration
+from agent.config.types import After, Before, HttpUrl, PositiveDuration
 from agent.durations import format_duration
 from agent.events import Event, Notification
 from agent.redact import url_secrets
@@ -67,28 +66,31 @@ def _one_or_more(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _each_once(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must list at least 1 URL")
+    endpoints = [alerts_endpoint(url) for url in value]
+    if len(set(endpoints)) != len(endpoints):
+        raise ValueError("lists the same Alertmanager twice")
+    return value
+
+
+def _at_least_a_second(value: float) -> float:
+    if value < MIN_RESEND_EVERY:
+        raise ValueError(f"must be at least {format_duration(MIN_RESEND_EVERY)}")
+    return value
+
+
 class AlertmanagerNotifierConfig(NotifierConfigBase):
     """Post each incident as an alert to Alertmanager (every peer of a cluster), kept firing while open."""
 
     type: Literal["alertmanager"]
     # Base URLs (``http://am-1:9093``); a path prefix (``--web.route-prefix``) is kept.
-    urls: Annotated[list[HttpUrl], BeforeValidator(_one_or_more)] = Field(min_length=1, repr=False)
-    resend_every: PositiveDuration = 60.0
+    urls: Annotated[list[HttpUrl], Before(_one_or_more), After(_each_once)]
+    resend_every: Annotated[PositiveDuration, After(_at_least_a_second)] = 60.0
 
-    @field_validator("urls")
-    @classmethod
-    def _each_once(cls, value: list[str]) -> list[str]:
-        endpoints = [alerts_endpoint(url) for url in value]
-        if len(set(endpoints)) != len(endpoints):
-            raise ValueError("lists the same Alertmanager twice")
-        return value
-
-    @field_validator("resend_every")
-    @classmethod
-    def _at_least_a_second(cls, value: float) -> float:
-        if value < MIN_RESEND_EVERY:
-            raise ValueError(f"must be at least {format_duration(MIN_RESEND_EVERY)}")
-        return value
+    def __repr__(self) -> str:
+        return repr_without(self, "urls")  # left out of reprs, as a URL may carry a user and password
 
 
 class AlertmanagerNotifier(HttpNotifier[AlertmanagerNotifierConfig]):

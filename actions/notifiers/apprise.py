@@ -20,12 +20,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
-
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.message import build_message
 from agent.config import NotifierConfigBase
-from agent.config.types import Secret
+from agent.config.types import After, Secret
 from agent.durations import format_duration
 from agent.redact import url_secrets, value_masker
 
@@ -48,40 +46,38 @@ def load_apprise() -> Any:
     return apprise
 
 
+def _library_installed(value: str) -> str:
+    try:
+        load_apprise()
+    except ImportError:
+        raise ValueError(f"needs the Apprise library, which is not installed; {INSTALL_HINT}") from None
+    return value
+
+
+def _apprise_urls(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must list at least one Apprise URL")
+    try:
+        apprise = load_apprise()
+    except ImportError:
+        return value  # reported once, at `type`
+    for i, url in enumerate(value):
+        # Never echoed: an Apprise URL is a credential, even a malformed one.
+        if not url.strip():
+            raise ValueError(f"URL {i + 1} is empty")
+        if not apprise.Apprise().add(url):
+            raise ValueError(
+                f"URL {i + 1} is not one Apprise understands (the value is not shown; "
+                "see the Apprise wiki for each service's URL)"
+            )
+    return value
+
+
 class AppriseNotifierConfig(NotifierConfigBase):
     """Send each event through Apprise to one or more services, each named by an Apprise URL."""
 
-    type: Literal["apprise"]
-    urls: Annotated[list[str], Secret] = Field(repr=False)  # each URL carries its service's token
-
-    @field_validator("type")
-    @classmethod
-    def _library_installed(cls, value: str) -> str:
-        try:
-            load_apprise()
-        except ImportError:
-            raise ValueError(f"needs the Apprise library, which is not installed; {INSTALL_HINT}") from None
-        return value
-
-    @field_validator("urls")
-    @classmethod
-    def _apprise_urls(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must list at least one Apprise URL")
-        try:
-            apprise = load_apprise()
-        except ImportError:
-            return value  # reported once, at `type`
-        for i, url in enumerate(value):
-            # Never echoed: an Apprise URL is a credential, even a malformed one.
-            if not url.strip():
-                raise ValueError(f"URL {i + 1} is empty")
-            if not apprise.Apprise().add(url):
-                raise ValueError(
-                    f"URL {i + 1} is not one Apprise understands (the value is not shown; "
-                    "see the Apprise wiki for each service's URL)"
-                )
-        return value
+    type: Annotated[Literal["apprise"], After(_library_installed)]
+    urls: Annotated[list[str], Secret, After(_apprise_urls)]  # each URL carries its service's token
 
 
 class AppriseNotifier(Notifier[AppriseNotifierConfig]):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
 
 from agent.config import NotifierConfigBase
+from agent.config.types import ConfigModel, is_secret
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
@@ -27,6 +28,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 HttpSessionFactory = Callable[[], "aiohttp.ClientSession"]
+
+
+def repr_without(config: ConfigModel, *hidden: str) -> str:
+    """``config``'s repr without its ``hidden`` fields (nor its secrets, as every repr): for a value
+    that may carry a credential (a URL's user and password) but is not a ``Secret`` everywhere."""
+    specs = type(config).model_fields
+    shown = ", ".join(
+        f"{name}={getattr(config, name)!r}"
+        for name, spec in specs.items()
+        if name not in hidden and not is_secret(spec)
+    )
+    return f"{type(config).__name__}({shown})"
 
 
 @dataclass(frozen=True, slots=True)

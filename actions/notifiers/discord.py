@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
-
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, parse_retry_after, seconds_in
 from actions.notifiers.message import Message, build_message, compact_json, cut
@@ -54,7 +52,7 @@ class DiscordNotifierConfig(NotifierConfigBase):
 
     type: Literal["discord"]
     # The webhook's token is the last segment of its path: never shown, masked wherever echoed.
-    url: Annotated[HttpUrl, Secret] = Field(repr=False)
+    url: Annotated[HttpUrl, Secret]
 
 
 class DiscordNotifier(HttpNotifier[DiscordNotifierConfig]):

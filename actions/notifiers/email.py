@@ -23,20 +23,19 @@ from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from msgspec.structs import force_setattr
 
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from actions.notifiers.message import Message, build_message
 from agent import payload
 from agent.config import NotifierConfigBase
-from agent.config.types import NonEmptyStr, Port, Secret, empty_is_none, lower
+from agent.config.model import field
+from agent.config.types import After, Before, NonEmptyStr, Port, Secret, empty_is_none, lower
 from agent.durations import format_duration
 from agent.neterrors import describe_os_error
 from agent.redact import value_masker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
-
     from agent.events import Notification
 
 __all__ = ["DEFAULT_PORTS", "EmailNotifier", "EmailNotifierConfig", "render_email"]
@@ -68,7 +67,13 @@ def _addresses(value: Any) -> Any:
     return value
 
 
-EmailAddress = Annotated[str, AfterValidator(_address)]
+def _one_or_more(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must list at least 1 address")
+    return value
+
+
+EmailAddress = Annotated[str, After(_address)]
 
 
 class EmailNotifierConfig(NotifierConfigBase):
@@ -77,24 +82,18 @@ class EmailNotifierConfig(NotifierConfigBase):
     type: Literal["email"]
     host: NonEmptyStr
     port: Port | None = None  # filled in by security: 587, 465 or 25
-    security: Annotated[Literal["starttls", "ssl", "none"], BeforeValidator(lower)] = "starttls"
-    username: Annotated[str | None, BeforeValidator(empty_is_none)] = None
-    password: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
-    sender: EmailAddress = Field(alias="from")
-    to: Annotated[list[EmailAddress], BeforeValidator(_addresses)] = Field(min_length=1)
+    security: Annotated[Literal["starttls", "ssl", "none"], Before(lower)] = "starttls"
+    username: Annotated[str | None, Before(empty_is_none)] = None
+    password: Annotated[str | None, Before(empty_is_none), Secret] = None
+    sender: EmailAddress = field(name="from")
+    to: Annotated[list[EmailAddress], Before(_addresses), After(_one_or_more)]
     verify_tls: bool = True
 
-    @classmethod
-    def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
-        return [field.alias or name for name, field in cls.model_fields.items()]
-
-    @model_validator(mode="after")
-    def _defaults_and_pairs(self) -> EmailNotifierConfig:
+    def __post_init__(self) -> None:
         if self.port is None:
-            object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+            force_setattr(self, "port", DEFAULT_PORTS[self.security])
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together: set both or neither")
-        return self
 
     @property
     def envelope_from(self) -> str:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, ClassVar, Literal
-
-from pydantic import Field, ValidationInfo, field_validator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from actions.notifiers.base import Delivery, HttpSessionFactory, Notifier
 from agent import payload
 from agent.config import NotifierConfigBase
-from agent.config.types import absolute, base_dir, state_dir
+from agent.config.types import After, Before, absolute, base_dir, state_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.events import Notification
@@ -27,29 +26,31 @@ if TYPE_CHECKING:  # pragma: no cover
 _FILE_MODE = 0o640
 
 
+def _absolute_path(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return str(absolute(value, base_dir()))
+    return value
+
+
+def _a_file(value: str) -> str:
+    if os.path.isdir(value):  # every append would fail, and every event be retried for nothing
+        raise ValueError(f"{value} is a folder; name a file in it")
+    return value
+
+
 class FileNotifierConfig(NotifierConfigBase):
     """Append each event as one JSON line to a file."""
 
     type: Literal["file"]
-    path: str = Field(None, validate_default=True)  # <state_dir>/events.jsonl
+    path: Annotated[str, Before(_absolute_path), After(_a_file)]  # default: <state_dir>/events.jsonl
 
-    @field_validator("path", mode="before")
     @classmethod
-    def _absolute_path(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:
-            return str(state_dir(info) / "events.jsonl")
-        if isinstance(value, str):
-            if not value.strip():
-                raise ValueError("must not be empty")
-            return str(absolute(value, base_dir(info)))
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _a_file(cls, value: str) -> str:
-        if os.path.isdir(value):  # every append would fail, and every event be retried for nothing
-            raise ValueError(f"{value} is a folder; name a file in it")
-        return value
+    def prepare(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("path") is None:
+            return {**data, "path": str(state_dir() / "events.jsonl")}
+        return data
 
 
 class FileNotifier(Notifier[FileNotifierConfig]):

@@ -27,11 +27,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
-from pydantic import Field, model_validator
-
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, with_explanation
 from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
+from agent.config.model import field
 from agent.config.types import ConfigModel, HttpUrl, NonEmptyStr, Secret
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,14 +61,12 @@ class OpsgenieResponder(ConfigModel):
     name: NonEmptyStr | None = None
     username: NonEmptyStr | None = None
 
-    @model_validator(mode="after")
-    def _one_identifier(self) -> OpsgenieResponder:
+    def __post_init__(self) -> None:
         given = [key for key in ("id", "name", "username") if getattr(self, key) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of 'id', 'name' or 'username'")
         if self.username is not None and self.type != "user":
             raise ValueError("'username' is for a responder of type 'user'; use 'name' or 'id'")
-        return self
 
     def document(self) -> dict[str, str]:
         return {key: value for key, value in self.model_dump().items() if value is not None}
@@ -79,9 +76,9 @@ class OpsgenieNotifierConfig(NotifierConfigBase):
     """Create, annotate and close one Opsgenie alert per incident (Alert API v2)."""
 
     type: Literal["opsgenie"]
-    api_key: Annotated[NonEmptyStr, Secret] = Field(repr=False)  # an API integration's key
+    api_key: Annotated[NonEmptyStr, Secret]  # an API integration's key
     url: HttpUrl = "https://api.opsgenie.com"  # EU accounts: https://api.eu.opsgenie.com
-    responders: list[OpsgenieResponder] = Field(default_factory=list)
+    responders: list[OpsgenieResponder] = field(default_factory=list)
 
 
 class OpsgenieNotifier(HttpNotifier[OpsgenieNotifierConfig]):

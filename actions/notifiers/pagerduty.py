@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
-
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, with_explanation
 from actions.notifiers.message import Message, build_message, compact_json, cut
 from agent.config import NotifierConfigBase
@@ -40,7 +38,7 @@ class PagerDutyNotifierConfig(NotifierConfigBase):
     """Trigger and resolve one PagerDuty alert per incident (Events API v2)."""
 
     type: Literal["pagerduty"]
-    routing_key: Annotated[NonEmptyStr, Secret] = Field(repr=False)  # the integration key
+    routing_key: Annotated[NonEmptyStr, Secret]  # the integration key
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
 
 

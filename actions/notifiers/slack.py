@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
-
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
 from actions.notifiers.message import Message, build_message, compact_json, cut
@@ -60,7 +58,7 @@ class SlackNotifierConfig(NotifierConfigBase):
 
     type: Literal["slack"]
     # The hook's path is its credential: never shown, masked wherever a service echoes it.
-    url: Annotated[HttpUrl, Secret] = Field(repr=False)
+    url: Annotated[HttpUrl, Secret]
 
 
 class SlackNotifier(HttpNotifier[SlackNotifierConfig]):

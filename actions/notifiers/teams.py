@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
-
 from actions.notifiers.base import Delivery
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer
 from actions.notifiers.message import Message, build_message, compact_json
@@ -41,7 +39,7 @@ class TeamsNotifierConfig(NotifierConfigBase):
 
     type: Literal["teams"]
     # The URL's ``sig`` parameter is its credential: never shown, masked wherever echoed.
-    url: Annotated[HttpUrl, Secret] = Field(repr=False)
+    url: Annotated[HttpUrl, Secret]
 
 
 class TeamsNotifier(HttpNotifier[TeamsNotifierConfig]):

@@ -21,12 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
-
 from actions.notifiers.http import Answer, HttpNotifier, Request, classify_answer, parse_retry_after, seconds_in
 from actions.notifiers.message import Message, build_message
 from agent.config import NotifierConfigBase
-from agent.config.types import HttpUrl, Secret
+from agent.config.types import After, Before, HttpUrl, Secret, shown_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from actions.notifiers.base import Delivery
@@ -63,23 +61,35 @@ def _chat_id(value: Any) -> Any:
     raise ValueError("expected a chat id (a number) or a channel's @name")
 
 
+def _bot_token(value: str) -> str:
+    value = value.strip()
+    if not _TOKEN.fullmatch(value):
+        # Never echo the value: it is a secret even when it is a malformed one.
+        raise ValueError("must be a bot token as BotFather gives it, 123456789:AA… (the value is not shown)")
+    return value
+
+
+def _thread_id(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not true/false")
+    return value
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be 1 or more, got {shown_number(value)}")
+    return value
+
+
 class TelegramNotifierConfig(NotifierConfigBase):
     """Send each event to a Telegram chat through a bot."""
 
     type: Literal["telegram"]
-    bot_token: Annotated[str, Secret] = Field(repr=False)
-    chat_id: Annotated[int | str, BeforeValidator(_chat_id)]
-    message_thread_id: int | None = Field(None, gt=0)  # a topic of a forum supergroup
+    bot_token: Annotated[str, Secret, After(_bot_token)]
+    chat_id: Annotated[int | str, Before(_chat_id)]
+    # A topic of a forum supergroup.
+    message_thread_id: Annotated[int | None, Before(_thread_id), After(_positive)] = None
     api_url: HttpUrl = "https://api.telegram.org"
-
-    @field_validator("bot_token")
-    @classmethod
-    def _bot_token(cls, value: str) -> str:
-        value = value.strip()
-        if not _TOKEN.fullmatch(value):
-            # Never echo the value: it is a secret even when it is a malformed one.
-            raise ValueError("must be a bot token as BotFather gives it, 123456789:AA… (the value is not shown)")
-        return value
 
 
 class TelegramNotifier(HttpNotifier[TelegramNotifierConfig]):

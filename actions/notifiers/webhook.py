@@ -15,13 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from multidict import CIMultiDict
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from actions.notifiers.base import HttpSessionFactory
+from actions.notifiers.base import HttpSessionFactory, repr_without
 from actions.notifiers.http import USER_AGENT, HttpNotifier, Request, parse_retry_after
 from agent import payload
 from agent.config import NotifierConfigBase
-from agent.config.types import HttpHeaders, HttpUrl, Secret, empty_is_none, one_credential
+from agent.config.model import field
+from agent.config.types import After, Before, HttpHeaders, HttpUrl, KeyedError, Secret, empty_is_none, one_credential
 from agent.redact import url_secrets
 from agent.signing import PREFIX as SECRET_PREFIX
 from agent.signing import decode_secret, sign_with_key
@@ -32,30 +32,33 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["USER_AGENT", "WebhookNotifier", "WebhookNotifierConfig", "parse_retry_after", "render_json"]
 
 
+def _standard_webhooks_secret(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        decode_secret(value)  # the same rule the webhook notifier signs with
+    except ValueError:
+        # Never echo the value: it is a secret even when it is a malformed one.
+        raise ValueError("must be 'whsec_' followed by base64 (the value is not shown)") from None
+    return value
+
+
 class WebhookNotifierConfig(NotifierConfigBase):
     """POST each event as signed JSON (Standard Webhooks)."""
 
     type: Literal["webhook"]
-    url: HttpUrl = Field(repr=False)  # chat webhook URLs carry their credential in the path
-    secret: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
-    headers: Annotated[HttpHeaders, Secret] = Field(default_factory=dict, repr=False)
+    url: HttpUrl  # chat webhook URLs carry their credential in the path: not in reprs
+    secret: Annotated[str | None, Before(empty_is_none), Secret, After(_standard_webhooks_secret)] = None
+    headers: Annotated[HttpHeaders, Secret] = field(default_factory=dict)
 
-    @field_validator("headers")
-    @classmethod
-    def _one_credential(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        return one_credential(info.data.get("url"), value)
-
-    @field_validator("secret")
-    @classmethod
-    def _standard_webhooks_secret(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def __post_init__(self) -> None:
         try:
-            decode_secret(value)  # the same rule the webhook notifier signs with
-        except ValueError:
-            # Never echo the value: it is a secret even when it is a malformed one.
-            raise ValueError("must be 'whsec_' followed by base64 (the value is not shown)") from None
-        return value
+            one_credential(self.url, self.headers)
+        except KeyedError as exc:
+            raise KeyedError(("headers", *exc.at(())), exc.text) from None
+
+    def __repr__(self) -> str:
+        return repr_without(self, "url")
 
 
 class WebhookNotifier(HttpNotifier[WebhookNotifierConfig]):

@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
+from agent.config.depends import dependency_errors
 from agent.config.errors import (
-    KEYED_ERROR,
     ConfigError,
     KnownKeys,
     Loc,
     describe_kind,
     format_path,
     in_file_order,
-    message,
     unknown_key,
 )
+from agent.config.model import Invalid
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
 from agent.config.report import ReportConfig
 from agent.config.sections import (
@@ -43,7 +42,6 @@ from agent.config.sections import (
     RouteConfig,
 )
 from agent.config.types import ConfigModel, PositiveDuration
-from agent.dependencies import dependency_errors
 from agent.routing import matches, route
 
 __all__ = [
@@ -77,7 +75,7 @@ def find_config(explicit: str | Path | None, *, candidates: Sequence[Path] = DEF
     raise ConfigError([f"no config file found (tried {tried}); pass one with --config"])
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=ConfigModel)
 
 
 class _Registries:
@@ -91,7 +89,7 @@ class _Registries:
         # Looked up per type the file uses: a type's module is imported only when it is configured.
         self.checks = _ConfigModels[CheckConfigBase](CHECK_TYPES)
         self.notifiers = _ConfigModels[NotifierConfigBase](NOTIFIER_TYPES)
-        self.heal_kinds: dict[str, HealKind] = dict(HEALERS)
+        self.heal_kinds: Mapping[str, HealKind] = HEALERS  # lazy: a kind is imported when named
 
 
 class _ConfigModels(Mapping[str, type[M]]):
@@ -119,21 +117,16 @@ class _Collector:
         self.failed: set[Loc] = set()
         self.known_keys = known_keys
 
-    def validate(self, model: type[BaseModel], raw: Any, loc: Loc, context: dict[str, Any]) -> Any:
+    def validate(self, model: type[ConfigModel], raw: Any, loc: Loc, context: dict[str, Any]) -> Any:
         """Validate one piece of the file, recording its errors; on failure, return a best-effort
         instance built from the keys that were valid, so later pieces still get checked against it."""
+        context = {**context, "unknown_key_text": self.known_keys.unknown_key_text}
         try:
             return model.model_validate(raw, context=context)
-        except ValidationError as exc:
+        except Invalid as exc:
             bad_keys = set()
-            for error in exc.errors(include_url=False):
-                inner: Loc = tuple(error["loc"])
-                if error["type"] == KEYED_ERROR and "key" in error["ctx"]:
-                    inner = (*inner, error["ctx"]["key"])
+            for inner, text in exc.errors:
                 where: Loc = (*loc, *inner)
-                text = message(error, model, self.known_keys)
-                if where[-1] == "[key]":  # pydantic's marker for a bad mapping key, not a real key
-                    where, text = where[:-1], f"invalid key: {text}"
                 if inner:
                     bad_keys.add(inner[0])
                 if not any(where[: len(f)] == f for f in self.failed):
@@ -141,13 +134,13 @@ class _Collector:
         if isinstance(raw, Mapping) and bad_keys:
             try:
                 return model.model_validate({k: v for k, v in raw.items() if k not in bad_keys}, context=context)
-            except ValidationError:
+            except Invalid:
                 return None
         return None
 
     def pick_type(
-        self, raw: Any, loc: Loc, registry: Mapping[str, type[BaseModel]], what: str
-    ) -> type[BaseModel] | None:
+        self, raw: Any, loc: Loc, registry: Mapping[str, type[ConfigModel]], what: str
+    ) -> type[ConfigModel] | None:
         if not isinstance(raw, Mapping):
             self.errors.append((loc, f"expected a mapping, not {describe_kind(raw)}"))
             return None
@@ -237,7 +230,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     if found.errors:
         raise ConfigError([f"{format_path(loc)}: {text}" for loc, text in in_file_order(found.errors, SECTIONS)])
     # Without errors every piece validated: no None is left in either list.
-    return Config.model_construct(
+    return Config(
         path=path,
         agent=agent,
         docker=docker,

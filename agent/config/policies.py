@@ -3,10 +3,9 @@ running an incident (``agent.policies`` runs the timers)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-
+from agent.config.model import After, field
 from agent.config.types import SEVERITIES, ConfigModel, Name, PositiveDuration
 from agent.durations import format_duration
 
@@ -20,18 +19,27 @@ __all__ = [
 ]
 
 
+def _pages_somebody(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must name at least one notifier (a step that pages nobody)")
+    return value
+
+
 class EscalationStep(ConfigModel):
     """One step of an escalation: unacknowledged this long after opening, page these notifiers."""
 
     after: PositiveDuration
-    notify: list[Name]
+    notify: Annotated[list[Name], After(_pages_somebody)]
 
-    @field_validator("notify")
-    @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must name at least one notifier (a step that pages nobody)")
-        return value
+
+def _in_order(value: list[EscalationStep]) -> list[EscalationStep]:
+    for before, step in zip(value, value[1:], strict=False):
+        if step.after <= before.after:
+            raise ValueError(
+                f"steps must come later and later: {format_duration(step.after)} "
+                f"is not after {format_duration(before.after)}"
+            )
+    return value
 
 
 class SeverityPolicy(ConfigModel):
@@ -40,19 +48,8 @@ class SeverityPolicy(ConfigModel):
     ack_within: PositiveDuration | None = None
     remind_every: PositiveDuration | None = None
     update_every: PositiveDuration | None = None
-    escalate: list[EscalationStep] = Field(default_factory=list)
+    escalate: Annotated[list[EscalationStep], After(_in_order)] = field(default_factory=list)
     postmortem: Literal["required", "optional"] = "optional"
-
-    @field_validator("escalate")
-    @classmethod
-    def _in_order(cls, value: list[EscalationStep]) -> list[EscalationStep]:
-        for before, step in zip(value, value[1:], strict=False):
-            if step.after <= before.after:
-                raise ValueError(
-                    f"steps must come later and later: {format_duration(step.after)} "
-                    f"is not after {format_duration(before.after)}"
-                )
-        return value
 
 
 _SHIPPED: dict[str, dict[str, Any]] = {

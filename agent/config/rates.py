@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
-
+from agent.config.model import After, Before, KeyedError
 from agent.config.types import ConfigModel, Count, PositiveDuration
 from agent.durations import format_duration
 from agent.flapping import FlapRule
@@ -24,7 +23,7 @@ def _rate_rule(value: str) -> str:
     return str(parse_rate_rule(value))  # normalized: "error_rate > 10% over 5m"
 
 
-OpenWhen = Annotated[str, AfterValidator(_rate_rule)]
+OpenWhen = Annotated[str, After(_rate_rule)]
 """``error_rate > N% over DURATION`` (or ``>=``), kept as its normalized text."""
 
 
@@ -49,58 +48,51 @@ def _percent_range(value: float) -> float:
     return value
 
 
-Percent = Annotated[float, BeforeValidator(_percent), AfterValidator(_percent_range)]
+Percent = Annotated[float, Before(_percent), After(_percent_range)]
+
+
+def _at_least_two(value: int) -> int:
+    if value < 2:
+        raise ValueError(f"must be 2 or more (state changes weighed), got {value}")
+    if value > 1000:
+        raise ValueError(f"must be at most 1000, got {value}")
+    return value
 
 
 class FlappingConfig(ConfigModel):
     """``flapping: {window: 20, high: 50, low: 25}``; ``flapping: false`` turns it off."""
 
     enabled: bool = True
-    window: Count = 20
+    window: Annotated[Count, After(_at_least_two)] = 20
     high: Percent = 50.0
     low: Percent = 25.0
 
-    @model_validator(mode="before")
     @classmethod
-    def _switch(cls, data: Any) -> Any:
+    def prepare(cls, data: Any) -> Any:
         if isinstance(data, bool):
             return {"enabled": data}
-        if not isinstance(data, (Mapping, FlappingConfig)):
+        if not isinstance(data, Mapping):
             raise ValueError("expected a mapping such as {window: 20, high: 50, low: 25}, or false")
         return data
 
-    @field_validator("window")
-    @classmethod
-    def _at_least_two(cls, value: int) -> int:
-        if value < 2:
-            raise ValueError(f"must be 2 or more (state changes weighed), got {value}")
-        if value > 1000:
-            raise ValueError(f"must be at most 1000, got {value}")
-        return value
-
-    @field_validator("low")
-    @classmethod
-    def _below_high(cls, value: float, info: ValidationInfo) -> float:
-        high = info.data.get("high")
-        if high is not None and value >= high:
-            raise ValueError(f"must be below high ({high:g}), or the check could never stop flapping")
-        return value
+    def __post_init__(self) -> None:
+        if self.low >= self.high:
+            raise KeyedError("low", f"must be below high ({self.high:g}), or the check could never stop flapping")
 
     def rule(self) -> FlapRule | None:
         return FlapRule(self.window, self.high, self.low) if self.enabled else None
 
 
+def _whole_minutes(value: float) -> float:
+    if value < 60:
+        raise ValueError(f"must be at least 1m (the baseline is kept per minute), got {format_duration(value)}")
+    if value > MAX_BASELINE_WINDOW:
+        raise ValueError(f"must be at most {format_duration(MAX_BASELINE_WINDOW)}, got {format_duration(value)}")
+    return value
+
+
 class BaselineConfig(ConfigModel):
     """``baseline: {window: 1h, min_samples: 30}``: the rolling median latency of passing results."""
 
-    window: PositiveDuration = 3600.0
+    window: Annotated[PositiveDuration, After(_whole_minutes)] = 3600.0
     min_samples: Count = 30
-
-    @field_validator("window")
-    @classmethod
-    def _whole_minutes(cls, value: float) -> float:
-        if value < 60:
-            raise ValueError(f"must be at least 1m (the baseline is kept per minute), got {format_duration(value)}")
-        if value > MAX_BASELINE_WINDOW:
-            raise ValueError(f"must be at most {format_duration(MAX_BASELINE_WINDOW)}, got {format_duration(value)}")
-        return value

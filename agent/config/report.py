@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from typing import Annotated
 
+from agent.config.model import After, field
 from agent.config.types import ConfigModel, PositiveDuration, Severity
 from agent.durations import format_duration
 
@@ -18,11 +19,9 @@ class ReportTarget(ConfigModel):
     mttr: PositiveDuration | None = None
     mttd: PositiveDuration | None = None
 
-    @model_validator(mode="after")
-    def _some_target(self) -> ReportTarget:
+    def __post_init__(self) -> None:
         if self.mtta is None and self.mttr is None and self.mttd is None:
             raise ValueError("give at least one of mtta, mttr, mttd")
-        return self
 
     def goals(self) -> list[tuple[str, float]]:
         """(measure, seconds) of every target it sets, in the order mtta, mttr, mttd."""
@@ -42,17 +41,18 @@ DEFAULT_TARGETS: list[ReportTarget] = [
 """The practice's targets: MTTA < 5 min and MTTR < 1 h for SEV-1, MTTA < 15 min and MTTR < 4 h for SEV-2."""
 
 
+def _one_per_severity(value: list[ReportTarget]) -> list[ReportTarget]:
+    seen: dict[str, int] = {}
+    for i, target in enumerate(value):
+        if target.severity in seen:
+            raise ValueError(f"severity {target.severity} twice (targets[{seen[target.severity]}] and [{i}])")
+        seen[target.severity] = i
+    return value
+
+
 class ReportConfig(ConfigModel):
     """``report:``: ``targets`` replaces the shipped list as a whole; one entry per severity."""
 
-    targets: list[ReportTarget] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
-
-    @field_validator("targets")
-    @classmethod
-    def _one_per_severity(cls, value: list[ReportTarget]) -> list[ReportTarget]:
-        seen: dict[str, int] = {}
-        for i, target in enumerate(value):
-            if target.severity in seen:
-                raise ValueError(f"severity {target.severity} twice (targets[{seen[target.severity]}] and [{i}])")
-            seen[target.severity] = i
-        return value
+    targets: Annotated[list[ReportTarget], After(_one_per_severity)] = field(
+        default_factory=lambda: list(DEFAULT_TARGETS)
+    )

@@ -8,7 +8,6 @@ here. ``heal`` is generic in the same way: the key that names a registered heal 
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -19,23 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    SerializeAsAny,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from msgspec.structs import force_setattr
 
-from agent.config.errors import keyed_error, relocate, unknown_key
+from agent.config.errors import unknown_key
+from agent.config.model import After, Before, KeyedError, Loc, context, field
 from agent.config.policies import DEFAULT_POSTMORTEM_AFTER, PoliciesConfig
 from agent.config.rates import BaselineConfig, FlappingConfig, OpenWhen
 from agent.config.report import ReportConfig
@@ -52,11 +38,10 @@ from agent.config.types import (
     Severity,
     absolute,
     base_dir,
-    context,
     empty_is_none,
     lower,
 )
-from agent.durations import format_duration
+from agent.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.flapping import FlapRule
@@ -82,30 +67,30 @@ __all__ = [
 
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 
-OpenOn = Annotated[Literal["failing", "warning"], BeforeValidator(lower)]
+OpenOn = Annotated[Literal["failing", "warning"], Before(lower)]
 """What opens an incident: a failing result (the default), or a warning already."""
+
+
+def _listen(value: str) -> str:
+    _split_listen(value)
+    return value
+
+
+def _no_trailing_slash(value: str | None) -> str | None:
+    return value.rstrip("/") if value else value
 
 
 class ApiConfig(ConfigModel):
     """The local HTTP API: health, metrics, incidents, status page."""
 
-    # token comes before listen so that listen's validator can see it.
-    token: Annotated[str | None, BeforeValidator(empty_is_none), Secret] = Field(None, repr=False)
-    listen: str = "127.0.0.1:9810"
-    public_url: Annotated[HttpUrl | None, BeforeValidator(empty_is_none)] = None
+    token: Annotated[str | None, Before(empty_is_none), Secret] = None
+    listen: Annotated[str, After(_listen)] = "127.0.0.1:9810"
+    public_url: Annotated[HttpUrl | None, Before(empty_is_none), After(_no_trailing_slash)] = None
 
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str, info: ValidationInfo) -> str:
-        host, _ = _split_listen(value)
-        if "token" in info.data and not info.data["token"] and not _is_loopback(host):
-            raise ValueError(f"{value} is not loopback; set agent.api.token")
-        return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str | None) -> str | None:
-        return value.rstrip("/") if value else value
+    def __post_init__(self) -> None:
+        host, _ = _split_listen(self.listen)
+        if not self.token and not _is_loopback(host):
+            raise KeyedError("listen", f"{self.listen} is not loopback; set agent.api.token")
 
     @property
     def host(self) -> str:
@@ -158,84 +143,69 @@ class DeliveryConfig(ConfigModel):
     retry_max: PositiveDuration = 300.0
     evidence_wait: Duration = 3.0
 
-    @field_validator("retry_max")
-    @classmethod
-    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
-        initial = info.data.get("retry_initial")
-        if initial is not None and value < initial:
-            raise ValueError(f"{format_duration(value)} is shorter than retry_initial {format_duration(initial)}")
-        return value
+    def __post_init__(self) -> None:
+        if self.retry_max < self.retry_initial:
+            shorter, initial = format_duration(self.retry_max), format_duration(self.retry_initial)
+            raise KeyedError("retry_max", f"{shorter} is shorter than retry_initial {initial}")
+
+
+_IN_STATE_DIR: Path = Path("state", "postmortems")  # the default, by identity: made state_dir/postmortems
 
 
 class AgentConfig(ConfigModel):
     """The agent itself: identity, state, API, global switches."""
 
-    name: NonEmptyStr = Field(default_factory=socket.gethostname)
-    state_dir: Path = Field(Path("state"), validate_default=True)
-    api: ApiConfig = Field(default_factory=ApiConfig)
+    name: NonEmptyStr = field(default_factory=socket.gethostname)
+    state_dir: Annotated[Path, Before(_not_blank)] = Path("state")  # made absolute, relative to the file
+    api: ApiConfig = field(default_factory=ApiConfig)
     heal: bool = True
     max_concurrent_checks: Count = 1000  # a hanging target holds one until its timeout
-    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = "info"
-    retention: RetentionConfig = Field(default_factory=RetentionConfig)
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], Before(lower)] = "info"
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     status_page: bool = True  # GET /status and /status.json, without the token
     status_title: NonEmptyStr | None = None  # the status page's public title; default "<name> status"
     # Where postmortem drafts go (default: state_dir/postmortems), and the Jinja2 template they are
     # rendered from (default: the one shipped in agent/templates); checked at load: exists, parses, renders.
-    postmortem_dir: Path = Field(None, validate_default=True)
+    postmortem_dir: Annotated[Path, Before(_not_blank)] = field(default_factory=lambda: _IN_STATE_DIR)
     postmortem_template: Path | None = None
 
-    @field_validator("state_dir", mode="before")
-    @classmethod
-    def _not_empty(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("state_dir")
-    @classmethod
-    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        path = absolute(value, base_dir(info))
+    def __post_init__(self) -> None:
+        base = base_dir()
+        state = absolute(self.state_dir, base)
         # The daemon creates the folder (and its parents) at start: a file in the way stops it.
-        blocker = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
-        if blocker is not None and not blocker.is_dir():
-            if blocker == path:
-                raise ValueError(f"{path} exists and is not a folder")
-            raise ValueError(f"{blocker} is not a folder, so {path} cannot be created")
-        return path
+        blocker = _blocker(state)
+        if blocker == state:
+            raise KeyedError("state_dir", f"{state} exists and is not a folder")
+        if blocker is not None:
+            raise KeyedError("state_dir", f"{blocker} is not a folder, so {state} cannot be created")
+        drafts = state / "postmortems" if self.postmortem_dir is _IN_STATE_DIR else absolute(self.postmortem_dir, base)
+        blocker = _blocker(drafts)
+        if blocker is not None:
+            raise KeyedError("postmortem_dir", f"{blocker} is not a folder, so drafts cannot be written in {drafts}")
+        template = None if self.postmortem_template is None else absolute(self.postmortem_template, base)
+        if template is not None and template != self.postmortem_template:
+            from agent.postmortem import TemplateProblem, load_template
 
-    @field_validator("postmortem_dir", mode="before")
-    @classmethod
-    def _postmortems_in_state(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            state = info.data.get("state_dir")
-            return (state or absolute("state", base_dir(info))) / "postmortems"
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must not be empty")
-        return value
+            try:
+                load_template(template)
+            except TemplateProblem as exc:
+                raise KeyedError("postmortem_template", str(exc)) from None
+        force_setattr(self, "state_dir", state)
+        force_setattr(self, "postmortem_dir", drafts)
+        force_setattr(self, "postmortem_template", template)
 
-    @field_validator("postmortem_dir")
-    @classmethod
-    def _dir_relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        path = absolute(value, base_dir(info))
-        blocker = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise ValueError(f"{blocker} is not a folder, so drafts cannot be written in {path}")
-        return path
 
-    @field_validator("postmortem_template")
-    @classmethod
-    def _template_usable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        from agent.postmortem import TemplateProblem, load_template
+def _not_blank(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
 
-        path = absolute(value, base_dir(info))
-        try:
-            load_template(path)
-        except TemplateProblem as exc:
-            raise ValueError(str(exc)) from None
-        return path
+
+def _blocker(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that exists and is not a folder, if any."""
+    found = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+    return found if found is not None and not found.is_dir() else None
 
 
 _DOCKER_SCHEMES = ("unix", "tcp", "http", "https")  # agent.dockerclient.SCHEMES, without importing it
@@ -251,47 +221,46 @@ class DiscoverConfig(ConfigModel):
     poll: PositiveDuration = 30.0  # the safety net under Docker's events
 
 
+def _docker_url_from_environment() -> str:
+    environ = context().get("environ", os.environ)
+    return environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL
+
+
+def _known_scheme(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in _DOCKER_SCHEMES or not rest:
+        raise ValueError(f"expected a Docker URL such as {DEFAULT_DOCKER_URL} or tcp://127.0.0.1:2375")
+    return value
+
+
 class DockerConfig(ConfigModel):
     """How to reach the Docker engine, and whether to discover checks from container labels."""
 
-    url: str = Field(None, validate_default=True)  # filled from the environment
+    url: Annotated[str, After(_known_scheme)] = field(default_factory=_docker_url_from_environment)
     timeout: PositiveDuration = 10.0
-    discover: DiscoverConfig = Field(default_factory=DiscoverConfig)
+    discover: DiscoverConfig = field(default_factory=DiscoverConfig)
 
-    @field_validator("url", mode="before")
-    @classmethod
-    def _from_environment(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            environ = context(info).get("environ", os.environ)
-            return environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL
-        return value
 
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in _DOCKER_SCHEMES or not rest:
-            raise ValueError(f"expected a Docker URL such as {DEFAULT_DOCKER_URL} or tcp://127.0.0.1:2375")
-        return value
+def _rule_parses(value: str) -> str:
+    from agent.severity_rules import RuleError, parse
+
+    try:
+        parse(value)
+    except RuleError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 class SeverityRule(ConfigModel):
     """``{when: "failing_for >= 2m", severity: critical}``: raise the incident to ``severity`` while
     ``when`` holds (``agent.severity_rules`` has the language)."""
 
-    when: NonEmptyStr
+    when: Annotated[NonEmptyStr, After(_rule_parses)]
     severity: Severity
 
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        from agent.severity_rules import RuleError, parse
 
-        try:
-            parse(value)
-        except RuleError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+def _every_notifier() -> list[str]:
+    return list(context().get("notifier_names", []))
 
 
 class DefaultsConfig(ConfigModel):
@@ -303,16 +272,11 @@ class DefaultsConfig(ConfigModel):
     resolve_after: Count = 2
     severity: Severity = "high"
     open_on: OpenOn = "failing"
-    notify: list[str] = Field(None, validate_default=True)  # every notifier
-    severity_rules: list[SeverityRule] = Field(default_factory=list)
+    notify: list[str] = field(default_factory=_every_notifier)
+    severity_rules: list[SeverityRule] = field(default_factory=list)
     open_when: OpenWhen | None = None  # replaces open_after (inherited or not) where set
     baseline: BaselineConfig | None = None  # kept only where set, or where a condition compares with it
-    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
-
-    @field_validator("notify", mode="before")
-    @classmethod
-    def _every_notifier(cls, value: Any, info: ValidationInfo) -> Any:
-        return list(context(info).get("notifier_names", [])) if value is None else value
+    flapping: FlappingConfig = field(default_factory=FlappingConfig)
 
 
 INHERITED = tuple(DefaultsConfig.model_fields)
@@ -373,21 +337,21 @@ class HealConfig(ConfigModel):
         """The heal kinds' keys, and the budget's."""
         return [*heal_kinds(context), *(key for key in cls.model_fields if key not in ("kind", "target"))]
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _kind_from_its_key(cls, data: Any, handler: ModelWrapValidatorHandler[HealConfig], info: ValidationInfo) -> Any:
-        ctx = context(info)
+    def prepare(cls, data: Any) -> Any:
+        """The file's shape (the kind's key holding the target) in the model's (``kind``, ``target``)."""
+        ctx = context()
         from_file = "heal_kinds" in ctx
         if not isinstance(data, Mapping) or ("kind" in data and not from_file):
-            return handler(data)  # built in code, in the model's own shape
+            return data  # built in code, in the model's own shape
         kinds = heal_kinds(ctx)
         for key in ("kind", "target"):
             if key in data:  # the model's own names are not YAML keys
-                raise keyed_error(key, unknown_key(key, cls.yaml_keys(ctx)))
+                raise KeyedError(key, unknown_key(key, cls.yaml_keys(ctx)))
         # A kind's key written with no value (``stop_container:``) still names that kind.
         written = [key for key in data if key in kinds]
         if len(written) > 1:
-            raise keyed_error(str(written[1]), f"one heal kind per check (also {written[0]})")
+            raise KeyedError(str(written[1]), f"one heal kind per check (also {written[0]})")
         if not written and not kinds:
             raise ValueError("no heal kinds are available")
         kind = written[0] if written else next(iter(kinds))
@@ -398,42 +362,61 @@ class HealConfig(ConfigModel):
             try:
                 translated["target"] = target_of(data[kind]) if target_of is not None else data[kind]
             except ValueError as exc:
-                raise keyed_error(kind, str(exc)) from None
+                raise KeyedError(kind, str(exc)) from None
         takes_timeout = _timeout_default(healer)
         if translated.get("timeout") is not None and takes_timeout is None:
             taking = [k for k, h in kinds.items() if _timeout_default(h) is not None]
-            raise keyed_error("timeout", f"only {' and '.join(taking) or 'no'} heals take a timeout, not {kind}")
+            raise KeyedError("timeout", f"only {' and '.join(taking) or 'no'} heals take a timeout, not {kind}")
         if translated.get("timeout") is None and takes_timeout is not None:
+            cooldown = _duration_or_none(translated.get("cooldown"), 30.0)
+            if cooldown is not None and 0 < cooldown < takes_timeout:
+                takes_timeout = cooldown  # the default, cut to the cooldown
             translated["timeout"] = Inherited(takes_timeout)
-        try:
-            return handler(translated)
-        except ValidationError as exc:
-            # The target was written (or is missing) as the kind's key: report it there.
-            has_default = healer.default_target({"container": "c"}) is not None
-            raise relocate(exc, ("target",), (kind,), missing=_NO_DEFAULT if has_default else "required") from None
+        return translated
 
-    @field_validator("timeout", mode="wrap")
     @classmethod
-    def _within_cooldown(
-        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
-    ) -> float | None:
-        seconds: float | None = handler(value)
-        cooldown = info.data.get("cooldown")
-        if seconds is None or cooldown is None or seconds <= cooldown:
-            return seconds
-        if isinstance(value, Inherited):
-            return float(cooldown) if cooldown > 0 else seconds  # the default, cut to the cooldown
-        raise ValueError(
-            f"{format_duration(seconds)} is longer than the cooldown {format_duration(cooldown)}"
-            " (a heal still running when the cooldown ends would be judged failed and made again)"
-        )
+    def relocate(cls, loc: Loc, errors: list[tuple[Loc, str]], data: Any) -> list[tuple[Loc, str]]:
+        """The target was written (or is missing) as the kind's key: report it there."""
+        kind = data.get("kind") if isinstance(data, Mapping) and "heal_kinds" in context() else None
+        if not isinstance(kind, str):
+            return errors
+        healer = heal_kinds(context()).get(kind)
+        has_default = healer is not None and healer.default_target({"container": "c"}) is not None
+        at = (*loc, "target")
+        moved = []
+        for where, text in errors:
+            if where[: len(at)] == at:
+                where = (*loc, kind, *where[len(at) :])
+                if text == "required":
+                    text = _NO_DEFAULT if has_default else "required"
+            moved.append((where, text))
+        return moved
 
-    @model_serializer(mode="wrap")
-    def _without_unused_timeout(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout > self.cooldown:
+            raise KeyedError(
+                "timeout",
+                f"{format_duration(self.timeout)} is longer than the cooldown {format_duration(self.cooldown)}"
+                " (a heal still running when the cooldown ends would be judged failed and made again)",
+            )
+
+    def model_dump(self) -> dict[str, Any]:
+        dumped = super().model_dump()
         if dumped.get("timeout", 0) is None:
             del dumped["timeout"]
         return dumped
+
+
+def _duration_or_none(value: Any, default: float) -> float | None:
+    """A duration as written (or inherited), if it is one; None if it is not (reported elsewhere)."""
+    if value is None:
+        return default
+    if isinstance(value, float):
+        return value
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError):
+        return None
 
 
 # --- what every check and notifier has -----------------------------------------------------------
@@ -454,11 +437,12 @@ class CheckConfigBase(ConfigModel):
     severity_rules: list[SeverityRule]
     container: NonEmptyStr | None = None
     heal: HealConfig | None = None
-    tags: list[Name] = Field(default_factory=list)
+    tags: list[Name] = field(default_factory=list)
     group: Name | None = None  # the service it belongs to on the status page (default: its first tag)
     open_when: OpenWhen | None = None
     baseline: BaselineConfig | None = None
-    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
+    flapping: FlappingConfig = field(default_factory=FlappingConfig)
+    depends_on: list[Name] = field(default_factory=list)  # checks whose open incident holds this one's back
 
     @property
     def baseline_rule(self) -> BaselineConfig | None:
@@ -483,14 +467,13 @@ class CheckConfigBase(ConfigModel):
     def flap_rule(self) -> FlapRule | None:
         """``flapping`` as the incident machine reads it (None: not watched)."""
         return self.flapping.rule()
-    depends_on: list[Name] = Field(default_factory=list)  # checks whose open incident holds this one's back
 
-    @model_validator(mode="before")
     @classmethod
-    def _inherit(cls, data: Any, info: ValidationInfo) -> Any:
+    def prepare(cls, data: Any) -> Any:
+        """What the check does not say, from ``defaults:``; an inherited timeout cut to the interval."""
         if not isinstance(data, Mapping):
             return data
-        ctx = context(info)
+        ctx = context()
         defaults = ctx.get("defaults") or DefaultsConfig()
         merged = dict(data)
         for key in INHERITED:
@@ -512,18 +495,33 @@ class CheckConfigBase(ConfigModel):
                 target = kinds[named[0]].default_target(merged)
                 if target is not None:
                     merged["heal"] = {**heal, named[0]: target}
+        timeout = merged["timeout"]
+        interval = _duration_or_none(merged["interval"], 0.0)
+        if isinstance(timeout, Inherited) and interval is not None and 0 < interval < timeout:
+            merged["timeout"] = Inherited(interval)
         return merged
 
-    @field_validator("timeout", mode="wrap")
-    @classmethod
-    def _within_interval(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> float:
-        seconds: float = handler(value)
-        interval = info.data.get("interval")
-        if interval is None or seconds <= interval:
-            return seconds
-        if isinstance(value, Inherited):
-            return float(interval)
-        raise ValueError(f"{format_duration(seconds)} is longer than the interval {format_duration(interval)}")
+    def __post_init__(self) -> None:
+        if self.timeout > self.interval:
+            longer = format_duration(self.timeout)
+            raise KeyedError("timeout", f"{longer} is longer than the interval {format_duration(self.interval)}")
+
+
+def _known_events(value: list[str] | None) -> list[str] | None:
+    from agent.routing import EVENT_NAMES
+
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("must list at least one event (leave it out for every event)")
+    for name in value:
+        if name not in EVENT_NAMES:
+            from difflib import get_close_matches  # only when there is a mistake to hint at
+
+            close = get_close_matches(name, list(EVENT_NAMES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown event {name!r} ({hint}expected some of: {', '.join(EVENT_NAMES)})")
+    return list(dict.fromkeys(value))
 
 
 class NotifierConfigBase(ConfigModel):
@@ -533,25 +531,9 @@ class NotifierConfigBase(ConfigModel):
     type: str
     timeout: PositiveDuration = 10.0
     give_up_after: PositiveDuration = 86400.0
-    events: list[str] | None = None  # short names (opened, resolved, …); None: every event
+    events: Annotated[list[str] | None, After(_known_events)] = None  # short names (opened, …); None: every event
     min_severity: Severity | None = None
     internal: bool = False  # also takes internal comments of incidents (a team channel, not a customer's)
-
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, value: list[str] | None) -> list[str] | None:
-        from agent.routing import EVENT_NAMES
-
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("must list at least one event (leave it out for every event)")
-        for name in value:
-            if name not in EVENT_NAMES:
-                close = difflib.get_close_matches(name, list(EVENT_NAMES), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown event {name!r} ({hint}expected some of: {', '.join(EVENT_NAMES)})")
-        return list(dict.fromkeys(value))
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -565,9 +547,8 @@ class CheckMatch(ConfigModel):
     tags: list[Name] | None = None
     container: list[NonEmptyStr] | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _one_value_is_a_list(cls, data: Any) -> Any:
+    def prepare(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             return {k: [v] if isinstance(v, str) else v for k, v in data.items()}
         return data
@@ -579,24 +560,38 @@ class RouteMatch(CheckMatch):
     severity: list[Severity] | None = None
 
 
+def _sends_somewhere(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must name at least one notifier (a route that sends nowhere)")
+    return value
+
+
 class RouteConfig(ConfigModel):
     """One entry of ``routes:``: where the incidents of the checks it matches go."""
 
-    match: RouteMatch = Field(default_factory=RouteMatch)
-    notify: list[Name]
-    continue_: bool = Field(False, alias="continue")
-
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, populate_by_name=True)
-
-    @field_validator("notify")
-    @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must name at least one notifier (a route that sends nowhere)")
-        return value
+    match: RouteMatch = field(default_factory=RouteMatch)
+    notify: Annotated[list[Name], After(_sends_somewhere)]
+    continue_: bool = field(default=False, name="continue")
 
 
 # --- maintenance windows ---------------------------------------------------------------------
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("needs a time zone (write it in UTC, e.g. 2026-12-01T02:00:00Z)")
+    return value
+
+
+def _cron(value: str | None) -> str | None:
+    from agent.maintenance import Cron, CronError
+
+    if value is not None:
+        try:
+            Cron.parse(value)
+        except CronError as exc:
+            raise ValueError(f"invalid cron expression: {exc}") from None
+    return value
 
 
 class MaintenanceConfig(ConfigModel):
@@ -605,34 +600,14 @@ class MaintenanceConfig(ConfigModel):
     ``heal: true``); an incident still open when it ends is notified then, once."""
 
     name: Name
-    start: datetime | None = None
-    end: datetime | None = None
-    cron: NonEmptyStr | None = None
+    start: Annotated[datetime | None, After(_utc)] = None
+    end: Annotated[datetime | None, After(_utc)] = None
+    cron: Annotated[NonEmptyStr | None, After(_cron)] = None
     duration: PositiveDuration | None = None
-    match: CheckMatch = Field(default_factory=CheckMatch)
+    match: CheckMatch = field(default_factory=CheckMatch)
     heal: bool = False
 
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a time zone (write it in UTC, e.g. 2026-12-01T02:00:00Z)")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        from agent.maintenance import Cron, CronError
-
-        if value is not None:
-            try:
-                Cron.parse(value)
-            except CronError as exc:
-                raise ValueError(f"invalid cron expression: {exc}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> MaintenanceConfig:
+    def __post_init__(self) -> None:
         fixed = self.start is not None or self.end is not None
         recurring = self.cron is not None or self.duration is not None
         if fixed and recurring:
@@ -643,7 +618,6 @@ class MaintenanceConfig(ConfigModel):
             raise ValueError("a recurring window needs cron and duration")
         if not fixed and not recurring:
             raise ValueError("needs start and end, or cron and duration")
-        return self
 
     def window(self) -> Window:
         """The engine's form of it."""
@@ -659,23 +633,20 @@ class MaintenanceConfig(ConfigModel):
 # --- the whole file ----------------------------------------------------------------------------
 
 
-class Config(BaseModel):
-    """A loaded, validated and fully resolved config file."""
-
-    model_config = ConfigDict(frozen=True)
+class Config(ConfigModel):
+    """A loaded, validated and fully resolved config file (built by ``load_config``, not from YAML)."""
 
     path: Path
     agent: AgentConfig
     docker: DockerConfig
     defaults: DefaultsConfig
-    # SerializeAsAny: each entry is its type's own model, and dumps with all of its keys.
-    checks: list[SerializeAsAny[CheckConfigBase]]
-    notifiers: list[SerializeAsAny[NotifierConfigBase]]
-    routes: list[RouteConfig] = Field(default_factory=list)
-    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
-    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
+    checks: list[CheckConfigBase]  # each entry is its type's own model
+    notifiers: list[NotifierConfigBase]
+    routes: list[RouteConfig] = field(default_factory=list)
+    policies: PoliciesConfig = field(default_factory=PoliciesConfig)
+    maintenance: list[MaintenanceConfig] = field(default_factory=list)
     postmortem_after: float = DEFAULT_POSTMORTEM_AFTER
-    report: ReportConfig = Field(default_factory=ReportConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def check(self, name: str) -> CheckConfigBase:
         for check in self.checks:

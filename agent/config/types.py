@@ -12,20 +12,20 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
-
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
-from pydantic.fields import FieldInfo
+from typing import Annotated, Any
 
 from agent import incidents
+from agent.config.model import After, Before, ConfigModel, FieldSpec, KeyedError, Secret, context
 from agent.durations import format_duration, parse_duration
 from agent.sizes import parse_size
 
 __all__ = [
     "SEVERITIES",
+    "After",
+    "Before",
     "ConfigModel",
+    "KeyedError",
     "Count",
     "Duration",
     "MAX_COUNT",
@@ -58,38 +58,7 @@ __all__ = [
 SEVERITIES = incidents.SEVERITIES  # one list: the incident engine owns severities
 
 
-class ConfigModel(BaseModel):
-    """Base of every config model: frozen, strict about unknown keys, silent about input values."""
-
-    # hide_input_in_errors: a rejected value may be a secret; messages quote only what is safe.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # `api:` or `interval:` left empty in YAML is null: treat it as not written.
-        if isinstance(data, Mapping):
-            return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
-        return data
-
-    @classmethod
-    def yaml_keys(cls, context: Mapping[str, Any]) -> list[str]:
-        """The keys the model takes in the file (its fields, unless it says otherwise), for hints."""
-        return list(cls.model_fields)
-
-
-class _SecretMarker:
-    """Field metadata: the value is a credential (logs mask it, reprs leave it out)."""
-
-    def __repr__(self) -> str:
-        return "Secret"
-
-
-Secret: Final = _SecretMarker()
-"""Put in a field's ``Annotated[...]`` metadata; ``agent.plugins.secret_values`` collects the field."""
-
-
-def is_secret(field: FieldInfo) -> bool:
+def is_secret(field: FieldSpec) -> bool:
     return any(item is Secret for item in field.metadata)
 
 
@@ -126,8 +95,8 @@ def _positive_seconds(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(_seconds)]
-PositiveDuration = Annotated[float, BeforeValidator(_positive_seconds)]
+Duration = Annotated[float, Before(_seconds)]
+PositiveDuration = Annotated[float, Before(_positive_seconds)]
 
 
 # --- names, numbers, words ---------------------------------------------------------------------
@@ -257,18 +226,18 @@ def _percent_range(value: float) -> float:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
-NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
-Count = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_range)]
-Port = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_port_range)]
-NonNegativeCount = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_count_or_zero)]
-NonNegativeFloat = Annotated[float, BeforeValidator(_number), AfterValidator(_non_negative)]
-Percent = Annotated[float, BeforeValidator(_number), AfterValidator(_percent_range)]
+Name = Annotated[str, After(_name)]
+NonEmptyStr = Annotated[str, After(_non_empty)]
+Count = Annotated[int, Before(_no_bool), After(_count_range)]
+Port = Annotated[int, Before(_no_bool), After(_port_range)]
+NonNegativeCount = Annotated[int, Before(_no_bool), After(_count_or_zero)]
+NonNegativeFloat = Annotated[float, Before(_number), After(_non_negative)]
+Percent = Annotated[float, Before(_number), After(_percent_range)]
 """A percentage, 0 to 100."""
-Size = Annotated[int, BeforeValidator(parse_size)]
+Size = Annotated[int, Before(parse_size)]
 """Bytes, written with a unit: ``500MB``, ``1GiB`` (``agent.sizes``)."""
-Severity = Annotated[str, BeforeValidator(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Severity = Annotated[str, Before(_severity)]  # one of SEVERITIES (agent.incidents owns the list)
+HttpUrl = Annotated[str, After(_http_url)]
 
 
 # --- HTTP headers ------------------------------------------------------------------------------
@@ -280,26 +249,22 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _http_headers(value: dict[str, str]) -> dict[str, str]:
-    from agent.config.errors import keyed_error  # errors imports this module
-
     for name, text in value.items():
         # Reported at the header's own key; its value is never quoted (it is often a credential).
         if not _TOKEN.fullmatch(name):
-            raise keyed_error(name, "invalid header name (use letters, digits and -)")
+            raise KeyedError(name, "invalid header name (use letters, digits and -)")
         if _CONTROL.search(text):
-            raise keyed_error(name, "the value contains a control character such as a line break (not shown)")
+            raise KeyedError(name, "the value contains a control character such as a line break (not shown)")
     return value
 
 
-HttpHeaders = Annotated[dict[str, str], AfterValidator(_http_headers)]
+HttpHeaders = Annotated[dict[str, str], After(_http_headers)]
 
 
 def one_credential(url: str | None, headers: dict[str, str]) -> dict[str, str]:
     """``headers``, unless one is an ``Authorization`` header while ``url`` carries a user name or
     password: aiohttp refuses every request that has both. For a field validator of ``headers``."""
     from urllib.parse import urlsplit
-
-    from agent.config.errors import keyed_error  # errors imports this module
 
     try:
         parts = urlsplit(url or "")
@@ -309,27 +274,22 @@ def one_credential(url: str | None, headers: dict[str, str]) -> dict[str, str]:
         return headers
     for name in headers:
         if name.lower() == "authorization":
-            raise keyed_error(name, "cannot go with a user name or password in url (every request would fail)")
+            raise KeyedError(name, "cannot go with a user name or password in url (every request would fail)")
     return headers
 
 
 # --- validation context ------------------------------------------------------------------------
 
 
-def context(info: ValidationInfo) -> dict[str, Any]:
-    """What ``load_config`` passes down to every validator (empty when a model is built directly)."""
-    return info.context if isinstance(info.context, dict) else {}
-
-
-def base_dir(info: ValidationInfo) -> Path:
+def base_dir() -> Path:
     """The folder relative paths are relative to: the config file's, else the working folder."""
-    return Path(context(info).get("base_dir") or Path.cwd())
+    return Path(context().get("base_dir") or Path.cwd())
 
 
-def state_dir(info: ValidationInfo) -> Path:
+def state_dir() -> Path:
     """``agent.state_dir`` as resolved, for defaults that live in it."""
-    found = context(info).get("state_dir")
-    return Path(found) if found else base_dir(info) / "state"
+    found = context().get("state_dir")
+    return Path(found) if found else base_dir() / "state"
 
 
 def absolute(path: str | Path, base: Path) -> Path:
