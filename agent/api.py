@@ -843,7 +843,11 @@ async def metrics_route(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
         await response.write(chunk)
 
-    await write(out)
+    try:
+        await write(out)
+    except ConnectionResetError:  # the scraper went away mid-answer (its timeout, say): no one to tell
+        log.debug("api.metrics_abandoned")
+        return response
     if not response.prepared:
         await response.prepare(request)
     await response.write_eof()

@@ -280,3 +280,42 @@ def test_the_grafana_dashboard_uses_only_metrics_the_agent_serves() -> None:
     shown = {"lifeguard_check_up", "lifeguard_check_duration_seconds", "lifeguard_check_schedule_lag_seconds",
              "lifeguard_incidents_open", "lifeguard_deliveries", "lifeguard_outbox_pending"}
     assert shown <= used
+
+
+async def test_a_scraper_that_leaves_mid_answer_frees_the_exposition_for_the_next() -> None:
+    """A scrape of thousands of checks is streamed: a scraper that gives up half way (its timeout)
+    must not leave the next scrape waiting, nor the API answering it with an error."""
+    from structlog.testing import capture_logs
+
+    from agent.api import ApiRunner, create_app
+    from agent.metrics import Exposition
+
+    tally = CheckTally()
+    for i in range(3000):
+        tally.ran(f"check-{i}", True, 0.01)
+    exposition = Exposition(lambda: _snapshot(runs=tally.runs, durations=tally.durations))
+    unused: Any = None  # /metrics reads nothing else
+    app = create_app(agent_name="t", token=TOKEN, health=unused, board=unused, incidents=unused,
+                     deliveries=unused, metrics=exposition.write)
+    runner = ApiRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    from aiohttp import web
+
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with capture_logs() as logs:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower()
+                await reader.readexactly(10_000)  # of ~3.4 MB
+                writer.transport.abort()  # gone: a reset, not a polite close
+            status, content_type, text = await asyncio.wait_for(scrape(port), 10)
+        assert [e["event"] for e in logs] == ["api.metrics_abandoned"] * 3  # no api.failed with a traceback
+        assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+        m = parse(text)
+        assert value(m, "lifeguard_check_runs_total", check="check-2999", result="ok") == 1
+    finally:
+        await runner.cleanup()
