@@ -566,6 +566,34 @@ async def test_host_snapshots_run_on_the_collectors_own_threads(tmp_path: Path, 
     assert len(seen) == 2 and all(name.startswith("lifeguard-evidence") for name in seen)
 
 
+async def test_bundles_gathered_together_share_one_host_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten incidents opening in the same second describe the same host: one snapshot (it lists every
+    process), not ten in turn; one taken longer ago than HOST_SHARED_FOR is taken again."""
+    import agent.evidence as evidence
+
+    taken: list[int] = []
+
+    def snapshot(paths: Any, sampler: Any = None) -> dict[str, Any]:
+        taken.append(1)
+        return {"hostname": "h", "n": len(taken)}
+
+    monkeypatch.setattr(evidence, "host_snapshot", snapshot)
+    collector = EvidenceCollector(None, tmp_path)
+    try:
+        bundles = await asyncio.gather(*(
+            collector.collect(phase="opened", history=[], failing=None, container=None) for _ in range(10)
+        ))
+        assert len(taken) == 1
+        assert all(bundle["host"] == {"hostname": "h", "n": 1} for bundle in bundles)
+        bundles[0]["host"]["n"] = 99  # each bundle has its own copy
+        assert bundles[1]["host"]["n"] == 1
+        monkeypatch.setattr(evidence, "HOST_SHARED_FOR", 0.0)
+        later = await collector.collect(phase="resolved", history=[], failing=None, container=None)
+        assert later["host"]["n"] == 2 and len(taken) == 2
+    finally:
+        collector.close()
+
+
 # -- against a real Docker engine ------------------------------------------------------------
 
 

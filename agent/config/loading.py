@@ -217,9 +217,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     found.errors.extend(_duplicates(_list_section(data, "maintenance", []), "maintenance", "maintenance window"))
     report = validate(ReportConfig, _section(data, "report", {}), ("report",), base)
 
-    explicit = {
-        raw.get("name") for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None
-    }
+    explicit = set(_names([raw for raw in raw_checks if isinstance(raw, Mapping) and raw.get("notify") is not None]))
     valid_checks = [c for c in checks if c is not None]
     valid_routes = [r for r in routes if r is not None]
     checks = [_routed(c, valid_routes, explicit) if c is not None else None for c in checks]
