@@ -1,6 +1,6 @@
 """The base of every config model, and the validator that reports every mistake with its path.
 
-A config model is a frozen ``msgspec.Struct`` (compact: ~70 bytes an instance, and msgspec costs
+A config model is a frozen ``msgspec.Struct`` (compact: an http check's 25 fields in 232 bytes; msgspec costs
 ~0.5 MB to import where pydantic cost ~8.6 MB in an agent that idles at ~45 MB). msgspec checks
 types but stops at the first error; a config is refused with *every* error's path, so the walk
 over a model's fields is done here, field by field, in the order the model declares them:
