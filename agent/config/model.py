@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import re
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -294,11 +294,8 @@ def _model(model: type[M], raw: Any, loc: Loc, errors: list[tuple[Loc, str]]) ->
         return raw
     try:
         raw = model.prepare(raw)
-    except KeyedError as exc:
-        errors.append((exc.at(loc), exc.text))
-        return None
     except (ValueError, TypeError) as exc:
-        errors.append((loc, str(exc)))
+        errors.append(_problem(exc, loc))
         return None
     if not isinstance(raw, Mapping):
         errors.append((loc, "expected a mapping"))
@@ -320,10 +317,8 @@ def _model(model: type[M], raw: Any, loc: Loc, errors: list[tuple[Loc, str]]) ->
     if len(errors) == before:  # every field valid: the checks across fields (unknown keys aside)
         try:
             found = model(**values)
-        except KeyedError as exc:
-            errors.append((exc.at(loc), exc.text))
         except (ValueError, TypeError) as exc:
-            errors.append((loc, str(exc)))
+            errors.append(_problem(exc, loc))
     for key in raw:
         if key not in by_key:
             text = _unknown(model, key) if isinstance(key, str) else "invalid key (keys must be strings)"
@@ -350,28 +345,26 @@ def _value(annotation: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]])
         annotation = args[0]
         befores = [m.fn for m in args[1:] if isinstance(m, Before)]
         afters = [m.fn for m in args[1:] if isinstance(m, After)]
+    value = _through(reversed(befores), value, loc, errors)  # the last written runs first: it wraps the others
+    if value is not _FAILED:
+        value = _typed(annotation, value, loc, errors)
+    return value if value is _FAILED else _through(afters, value, loc, errors)
+
+
+def _through(fns: Iterable[Callable[[Any], Any]], value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> Any:
+    """``value`` passed through each of ``fns``, or ``_FAILED`` with the problem recorded."""
     try:
-        for fn in reversed(befores):  # the last written runs first: it wraps the ones before it
+        for fn in fns:
             value = fn(value)
-    except KeyedError as exc:
-        errors.append((exc.at(loc), exc.text))
-        return _FAILED
     except (ValueError, TypeError) as exc:
-        errors.append((loc, str(exc)))
-        return _FAILED
-    value = _typed(annotation, value, loc, errors)
-    if value is _FAILED:
-        return _FAILED
-    try:
-        for fn in afters:
-            value = fn(value)
-    except KeyedError as exc:
-        errors.append((exc.at(loc), exc.text))
-        return _FAILED
-    except (ValueError, TypeError) as exc:
-        errors.append((loc, str(exc)))
+        errors.append(_problem(exc, loc))
         return _FAILED
     return value
+
+
+def _problem(exc: ValueError | TypeError, loc: Loc) -> tuple[Loc, str]:
+    """Where and what: a ``KeyedError`` at its key below ``loc``, any other at ``loc`` itself."""
+    return (exc.at(loc), exc.text) if isinstance(exc, KeyedError) else (loc, str(exc))
 
 
 def _typed(annotation: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> Any:
