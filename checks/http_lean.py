@@ -228,7 +228,7 @@ class LeanPool:
         import aiohappyeyeballs
         from aiohttp.client_proto import ResponseHandler
 
-        from checks.http import _describe_os_error
+        from agent.neterrors import describe_os_error  # plain http: no TLS error to word
 
         loop = asyncio.get_running_loop()
         host, port = request.key
@@ -261,7 +261,7 @@ class LeanPool:
             self.opened += 1
             return protocol
         assert failure is not None
-        raise ConnectFailed(_describe_os_error(failure)) from failure
+        raise ConnectFailed(describe_os_error(failure)) from failure
 
     async def send(self, request: LeanRequest) -> tuple[RawResponseMessage, StreamReader, ResponseHandler]:
         """Send the request; the answer's status line and headers, its body stream and its connection.
